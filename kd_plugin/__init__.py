@@ -1,0 +1,14 @@
+"""kd_plugin: knowledge distillation for image super-resolution, as a BasicSR plugin.
+
+``import kd_plugin`` first makes BasicSR 1.4.2 importable and correct on today's stack
+(:mod:`kd_plugin.compat`), then imports every ``*_arch.py``, ``*_model.py`` and ``*_loss.py``
+module of this package so that their classes are registered in BasicSR's registries.
+"""
+from kd_plugin.compat import apply_import_fixes, apply_runtime_fixes
+
+apply_import_fixes()
+apply_runtime_fixes()
+
+from kd_plugin import archs, losses, models  # noqa: E402,F401  (registration side effects)
+
+__version__ = '0.1.0'

@@ -1,0 +1,102 @@
+"""Resume fixes: find the run from any working directory, load on CPU, keep foreign networks' paths."""
+import inspect
+import os
+from os import path as osp
+from typing import Any
+
+import torch
+
+from kd_plugin.compat.record import applied
+
+
+def latest_training_state(state_dir: str) -> str | None:
+    """Path of the ``<iter>.state`` file with the highest iteration in ``state_dir`` (or None)."""
+    if not osp.isdir(state_dir):
+        return None
+    iters = []
+    for name in os.listdir(state_dir):
+        stem, ext = osp.splitext(name)
+        if ext == '.state' and stem.isdigit():
+            iters.append(int(stem))
+    return osp.join(state_dir, f'{max(iters)}.state') if iters else None
+
+
+def state_map_location(opt: dict[str, Any]) -> str:
+    """Device that resumed tensors go to: the current CUDA device, or the CPU without one."""
+    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
+        return f'cuda:{torch.cuda.current_device()}'
+    return 'cpu'
+
+
+def load_resume_state(opt: dict[str, Any]) -> dict[str, Any] | None:
+    """Replacement for ``basicsr.train.load_resume_state``.
+
+    Two upstream traps are fixed here:
+
+    * ``basicsr/train.py:72`` looks for ``experiments/<name>/training_states`` relative to the
+      *current directory*. Started elsewhere, ``--auto_resume`` finds nothing, starts over and
+      ``make_exp_dirs`` renames the real experiment to ``*_archived_*``. We use
+      ``opt['path']['training_states']``, which ``parse_options`` anchors at ``root_path``.
+    * ``basicsr/train.py:85`` calls ``torch.cuda.current_device()`` unconditionally, which raises
+      on a machine without CUDA. We map to the CPU there.
+
+    The file is read with ``weights_only=True`` (BasicSR's state files only hold tensors,
+    numbers and a ``Counter``, which torch allow-lists).
+    """
+    if opt['auto_resume']:
+        resume_path = latest_training_state(opt['path']['training_states'])
+        if resume_path is not None:
+            opt['path']['resume_state'] = resume_path
+    else:
+        resume_path = opt['path'].get('resume_state')
+    if resume_path is None:
+        return None
+    state = torch.load(resume_path, map_location=state_map_location(opt), weights_only=True)
+    check_resume(opt, state['iter'])
+    return state
+
+
+def check_resume(opt: dict[str, Any], resume_iter: int) -> None:
+    """Replacement for ``basicsr.utils.misc.check_resume`` (``misc.py:118``).
+
+    Upstream points ``path.pretrain_network_<x>`` of *every* top-level ``network_<x>`` at
+    ``models/net_<x>_<iter>.pth`` and flips every ``param_key*`` from ``params_ema`` to
+    ``params``. A frozen teacher (``network_t``) is never saved by the run, so it would be
+    "resumed" from a file that does not exist. Here only networks whose checkpoint the run
+    actually wrote are redirected (``path.ignore_resume_networks`` still opts out), and only
+    their own ``param_key_<x>`` is changed.
+    """
+    if not opt['path'].get('resume_state'):
+        return
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    for network in (key for key in opt if key.startswith('network_')):
+        label = network[len('network_'):]
+        saved = osp.join(opt['path']['models'], f'net_{label}_{resume_iter}.pth')
+        if network in ignored or not osp.isfile(saved):
+            continue
+        opt['path'][f'pretrain_{network}'] = saved
+        if opt['path'].get(f'param_key_{label}') == 'params_ema':
+            opt['path'][f'param_key_{label}'] = 'params'
+        print(f'Resume: set pretrain_{network} to {saved}', flush=True)
+
+
+def patch_load_resume_state() -> None:
+    import basicsr.train
+
+    source = inspect.getsource(basicsr.train.load_resume_state)
+    if "osp.join('experiments'" not in source and 'torch.cuda.current_device()' not in source:
+        return
+    basicsr.train.load_resume_state = load_resume_state
+    applied('resume from root_path, on CPU too')
+
+
+def patch_check_resume() -> None:
+    import basicsr.train
+    import basicsr.utils
+    import basicsr.utils.misc
+
+    if 'ignore_resume_networks' not in inspect.getsource(basicsr.utils.misc.check_resume):
+        return
+    for module in (basicsr.utils.misc, basicsr.utils, basicsr.train):
+        module.check_resume = check_resume
+    applied('resume keeps non-saved networks')

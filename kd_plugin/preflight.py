@@ -1,0 +1,135 @@
+"""Checks run on the parsed options before BasicSR creates folders, loads data or builds models.
+
+Every failure raises :class:`OptionError` whose message names the option and the fix; the
+entry points print it and exit with status 2, so nothing on disk has been touched yet.
+"""
+import functools
+import os
+from collections.abc import Callable
+from os import path as osp
+from typing import Any
+
+import torch
+from PIL import Image
+
+from kd_plugin.data.image_io import list_images
+
+
+class OptionError(ValueError):
+    """An options-file value that cannot work; the message says which key and how to fix it."""
+
+
+def check_num_gpu(opt: dict[str, Any]) -> None:
+    """``num_gpu`` asks for more CUDA devices than the machine has."""
+    wanted, available = opt.get('num_gpu', 0), torch.cuda.device_count()
+    if isinstance(wanted, int) and wanted > available:
+        where = 'this machine has no CUDA device' if available == 0 else f'only {available} CUDA device(s) are visible'
+        raise OptionError(f'num_gpu: {wanted}, but {where}. Fix: set `num_gpu: auto` (all visible GPUs, '
+                          'CPU when there is none) or `num_gpu: 0` for the CPU.')
+
+
+def _lmdb_shapes(key: str, folder: str) -> dict[str, tuple[int, int]]:
+    meta = osp.join(folder, 'meta_info.txt')
+    if not (osp.isfile(meta) and osp.isfile(osp.join(folder, 'data.mdb'))):
+        raise OptionError(f'{key}: {folder!r} is not a BasicSR LMDB (needs data.mdb and meta_info.txt). '
+                          'Fix: build it with `python -m kd_plugin.prepare lmdb --input DIR --output X.lmdb`.')
+    shapes = {}
+    with open(meta) as f:
+        for line in f:
+            if line.strip():
+                name, shape = line.split()[:2]
+                h, w = shape.strip('()').split(',')[:2]
+                shapes[name.split('.')[0]] = (int(h), int(w))
+    return shapes
+
+
+def _folder_shapes(key: str, folder: str, template: str = '{}') -> dict[str, tuple[int, int]]:
+    if not osp.isdir(folder):
+        raise OptionError(f'{key}: folder {folder!r} does not exist. Fix: correct the path, or create the data '
+                          'with `python -m kd_plugin.prepare lr --input HR_DIR --output OUT`.')
+    shapes = {}
+    for name in list_images(folder):
+        stem = osp.splitext(name)[0]
+        try:
+            with Image.open(osp.join(folder, name)) as im:
+                w, h = im.size
+        except OSError as err:
+            raise OptionError(f'{key}: cannot read image {osp.join(folder, name)!r} ({err}). '
+                              'Fix: replace or remove the file.') from err
+        shapes[template.format(stem)] = (h, w)
+    if not shapes:
+        raise OptionError(f'{key}: folder {folder!r} holds no images.')
+    return shapes
+
+
+def _pair_shapes(prefix: str, dataset: dict[str, Any]) -> tuple[dict, dict]:
+    gt_key, lq_key = f'{prefix}.dataroot_gt', f'{prefix}.dataroot_lq'
+    for key, name in ((gt_key, 'dataroot_gt'), (lq_key, 'dataroot_lq')):
+        if not dataset.get(name):
+            raise OptionError(f'{key} is missing. Fix: set it to the folder (or .lmdb) of the '
+                              f'{"ground-truth HR" if name.endswith("gt") else "low-resolution input"} images.')
+    if dataset.get('io_backend', {}).get('type') == 'lmdb':
+        gt, lq = _lmdb_shapes(gt_key, dataset['dataroot_gt']), _lmdb_shapes(lq_key, dataset['dataroot_lq'])
+        if set(gt) != set(lq):
+            raise OptionError(f'{prefix}: the LMDBs {dataset["dataroot_lq"]!r} and {dataset["dataroot_gt"]!r} hold '
+                              f'different keys (only in LR: {sorted(set(lq) - set(gt))[:3]}, only in HR: '
+                              f'{sorted(set(gt) - set(lq))[:3]}). Fix: rebuild both from folders with the same '
+                              'file names (`python -m kd_plugin.prepare lmdb` checks this).')
+        return gt, lq
+    if dataset.get('meta_info_file'):
+        return {}, {}  # BasicSR reads the listed files; nothing to pair here
+    # BasicSR pairs HR `<stem>.ext` with LR `filename_tmpl.format(<stem>).ext`.
+    gt = _folder_shapes(gt_key, dataset['dataroot_gt'], dataset.get('filename_tmpl', '{}'))
+    lq = _folder_shapes(lq_key, dataset['dataroot_lq'])
+    if set(gt) != set(lq):
+        raise OptionError(f'{prefix}: {dataset["dataroot_lq"]!r} and {dataset["dataroot_gt"]!r} do not pair up '
+                          f'(LR without HR: {sorted(set(lq) - set(gt))[:3]}, HR without LR: '
+                          f'{sorted(set(gt) - set(lq))[:3]}). Fix: give both folders the same file names '
+                          '(or set filename_tmpl).')
+    return gt, lq
+
+
+def check_paired_dataset(phase: str, dataset: dict[str, Any], scale: int) -> None:
+    """Folders/LMDBs exist, LR and HR are paired, and their sizes agree with ``scale``.
+
+    Training needs HR exactly ``scale`` x LR; validation also accepts an HR that is up to
+    ``scale - 1`` px larger (BasicSR crops it, as ``modcrop`` does).
+    """
+    prefix = f'datasets.{phase}'
+    gt, lq = _pair_shapes(prefix, dataset)
+    train = dataset.get('phase') == 'train'
+    for name, (h, w) in lq.items():
+        gh, gw = gt[name]
+        slack = 0 if train else scale - 1
+        if not (h * scale <= gh <= h * scale + slack and w * scale <= gw <= w * scale + slack):
+            raise OptionError(f'{prefix}: {name!r} is {w}x{h} in LR and {gw}x{gh} in HR, which does not match '
+                              f'scale: {scale} (HR should be {w * scale}x{h * scale}). Fix: set the right `scale`, or '
+                              'regenerate the LR images with `python -m kd_plugin.prepare lr`.')
+    if train and dataset.get('gt_size') and lq:
+        smallest = min(min(h, w) for h, w in gt.values())
+        if dataset['gt_size'] > smallest:
+            raise OptionError(f'{prefix}.gt_size: {dataset["gt_size"]} is larger than the smallest HR image side '
+                              f'({smallest} px). Fix: lower gt_size.')
+
+
+def check_options(opt: dict[str, Any]) -> None:
+    """All checks that apply to the parsed options of a train or test run."""
+    check_num_gpu(opt)
+    for phase, dataset in opt.get('datasets', {}).items():
+        if dataset.get('type') == 'PairedImageDataset':
+            check_paired_dataset(phase, dataset, opt.get('scale', dataset.get('scale', 1)))
+
+
+def checked_parse_options(parse_options: Callable) -> Callable:
+    """Wrap BasicSR's ``parse_options`` so that :func:`check_options` runs right after it."""
+
+    @functools.wraps(parse_options)
+    def wrapper(root_path: str, is_train: bool = True):
+        opt, args = parse_options(root_path, is_train=is_train)
+        check_options(opt)
+        if not os.access(root_path, os.W_OK):
+            raise OptionError(f'cannot write under {root_path!r}, where experiments/ and results/ go. '
+                              'Fix: run from a writable clone of the project.')
+        return opt, args
+
+    return wrapper

@@ -1,0 +1,96 @@
+"""Data preparation: ``python -m kd_plugin.prepare {lr,lmdb,crop,photos} ...`` (``--help`` on each)."""
+import argparse
+import sys
+from os import path as osp
+
+from kd_plugin.data.bundled_photos import write_photos
+from kd_plugin.data.lmdb_builder import build_paired_lmdbs
+from kd_plugin.data.lr_generation import make_lr_pairs
+from kd_plugin.data.subimages import crop_subimages
+
+
+def _scales(text: str) -> int:
+    scale = int(text)
+    if scale not in (2, 3, 4, 8):
+        raise argparse.ArgumentTypeError(f'scale must be 2, 3, 4 or 8, got {scale}')
+    return scale
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='python -m kd_plugin.prepare', description=__doc__)
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    lr = sub.add_parser('lr', help='HR folder -> OUT/X{s}/HR (modcropped) and OUT/X{s}/LR (MATLAB bicubic)',
+                        description='Make LR images exactly like the standard SR benchmarks: modcrop, then '
+                        'MATLAB imresize bicubic (antialiased, uint8 rounding after each pass).')
+    lr.add_argument('--input', required=True, help='folder of HR images')
+    lr.add_argument('--output', required=True, help='writes OUTPUT/X{s}/HR and OUTPUT/X{s}/LR')
+    lr.add_argument('--scales', type=_scales, nargs='+', default=[4], help='e.g. --scales 2 3 4 (default: 4)')
+    lr.add_argument('--overwrite', action='store_true', help='replace existing output files')
+
+    lm = sub.add_parser('lmdb', help='image folder(s) -> BasicSR LMDB(s)',
+                        description='Write BasicSR LMDBs (data.mdb + meta_info.txt, key = file stem). Give '
+                        '--input/--output once per folder; several folders (e.g. HR and LR) must hold the '
+                        'same file names, which is checked before anything is written.')
+    lm.add_argument('--input', action='append', required=True, help='image folder (repeatable)')
+    lm.add_argument('--output', action='append', required=True, help='LMDB path ending in .lmdb (repeatable)')
+    lm.add_argument('--overwrite', action='store_true', help='replace an existing LMDB once the new one is complete')
+
+    cr = sub.add_parser('crop', help='large images -> overlapping sub-images',
+                        description='Crop training images (e.g. DIV2K HR) into SIZE x SIZE tiles every STEP px; '
+                        'then run `lr` on the tiles.')
+    cr.add_argument('--input', required=True)
+    cr.add_argument('--output', required=True)
+    cr.add_argument('--size', type=int, default=480)
+    cr.add_argument('--step', type=int, default=240)
+    cr.add_argument('--min-size', type=int, default=0, help='skip edge tiles smaller than this')
+
+    ph = sub.add_parser('photos', help="paired data from scikit-image's bundled photographs (no download)",
+                        description='Writes OUTPUT/{train,val}/HR, OUTPUT/{train,val}/X{s}/{HR,LR} and, with '
+                        '--lmdb, OUTPUT/train/X{s}/{HR,LR}.lmdb. Skips work already complete.')
+    ph.add_argument('--output', default='datasets/photos')
+    ph.add_argument('--scales', type=_scales, nargs='+', default=[4])
+    ph.add_argument('--lmdb', action='store_true', help='also write LMDBs of the training pairs')
+    return parser
+
+
+def prepare_photos(output: str, scales: list[int], lmdb: bool) -> None:
+    """Build (once) the no-download paired dataset under ``output``."""
+    marker = osp.join(output, f".complete-x{'-'.join(map(str, scales))}{'-lmdb' if lmdb else ''}")
+    if osp.exists(marker):
+        print(f'{output}: already prepared', flush=True)
+        return
+    folders = write_photos(output)
+    for hr in folders.values():
+        make_lr_pairs(hr, osp.dirname(hr), scales, overwrite=True)
+    if lmdb:
+        for s in scales:
+            base = osp.join(output, 'train', f'X{s}')
+            build_paired_lmdbs([(osp.join(base, 'HR'), osp.join(base, 'HR.lmdb')),
+                                (osp.join(base, 'LR'), osp.join(base, 'LR.lmdb'))], overwrite=True)
+    open(marker, 'w').close()
+    print(f'{output}: prepared {", ".join(f"x{s}" for s in scales)}', flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == 'lr':
+            for s, folder in make_lr_pairs(args.input, args.output, args.scales, args.overwrite).items():
+                print(f'x{s}: {folder}/HR, {folder}/LR')
+        elif args.command == 'lmdb':
+            if len(args.input) != len(args.output):
+                raise ValueError('give one --output per --input')
+            build_paired_lmdbs(list(zip(args.input, args.output)), overwrite=args.overwrite)
+        elif args.command == 'crop':
+            print(f'{crop_subimages(args.input, args.output, args.size, args.step, args.min_size)} sub-images written')
+        else:
+            prepare_photos(args.output, args.scales, args.lmdb)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f'kd_plugin.prepare {args.command}: error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""BasicSR training with the plugin registered: ``python kd_plugin/train.py -opt FILE [--launcher pytorch]
+[--auto_resume] [--debug] [--force_yml key:sub=value]``. Experiments go to ``<project>/experiments``."""
+import sys
+from os import path as osp
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
+# Run as a script, Python puts kd_plugin/ itself first on sys.path; its modules must not shadow
+# top-level ones, and the package must be importable from the project root.
+if sys.path and osp.abspath(sys.path[0]) == osp.dirname(osp.abspath(__file__)):
+    sys.path[0] = ROOT
+
+# Importing kd_plugin applies the BasicSR fixes and registers the plugin; basicsr is imported after.
+from kd_plugin.entry import run_pipeline  # noqa: E402
+
+if __name__ == '__main__':
+    sys.exit(run_pipeline('train', ROOT))

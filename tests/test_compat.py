@@ -1,0 +1,152 @@
+"""Each compatibility fix: the trap is real without it, and gone with it."""
+import multiprocessing
+import socket
+import sys
+from os import path as osp
+
+import basicsr.train
+import basicsr.utils.misc
+import pytest
+import torch
+from basicsr.utils.file_client import FileClient
+
+from kd_plugin.compat import APPLIED
+from tests.conftest import run
+
+# Only the torchvision alias, without importing kd_plugin (whose import applies every fix).
+TORCHVISION_ALIAS_ONLY = ('import torchvision.transforms._functional_tensor as f\n'
+                          'sys.modules["torchvision.transforms.functional_tensor"] = f\n')
+
+
+def python(code: str):
+    return run([sys.executable, '-c', code])
+
+
+def test_plain_basicsr_import_fails_and_kd_plugin_fixes_it():
+    plain = python('import basicsr')
+    assert plain.returncode != 0 and 'functional_tensor' in plain.stderr
+    fixed = python('import kd_plugin, basicsr.data.degradations as d; print(d.rgb_to_grayscale.__module__)')
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.strip() == 'torchvision.transforms._functional_tensor'
+    assert 'torchvision functional_tensor alias' in APPLIED
+
+
+def test_ndimage_filters_alias_when_scipy_dropped_it():
+    scipy2 = 'import sys, scipy.ndimage; sys.modules["scipy.ndimage.filters"] = None\n'  # as in SciPy 2
+    fixed = python(scipy2 + 'from kd_plugin.compat import apply_import_fixes; apply_import_fixes()\n'
+                   'import scipy.ndimage, basicsr.metrics.niqe as n; print(n.convolve is scipy.ndimage.convolve)')
+    assert fixed.stdout.strip() == 'True', fixed.stderr
+    without = python(scipy2 + TORCHVISION_ALIAS_ONLY + 'import basicsr.metrics.niqe')
+    assert without.returncode != 0 and 'scipy.ndimage.filters' in without.stderr
+
+
+def test_distutils_comes_from_setuptools_when_python_has_none():
+    py312 = 'import sys; sys.modules["distutils"] = None\n'  # as on Python 3.12
+    fixed = python(py312 + 'from kd_plugin.compat import apply_import_fixes; apply_import_fixes()\n'
+                   'import basicsr.archs.arch_util as a\n'
+                   'print(a.LooseVersion("0.10") > a.LooseVersion("0.9"), "setuptools" in a.LooseVersion.__module__'
+                   ' or "setuptools" in sys.modules["distutils"].__file__)')
+    assert fixed.stdout.split() == ['True', 'True'], fixed.stderr
+    no_setuptools = python(py312 + 'sys.modules["setuptools"] = sys.modules["_distutils_hack"] = None\n'
+                           'from kd_plugin.compat.import_shims import provide_distutils; provide_distutils()')
+    assert no_setuptools.returncode != 0
+    assert 'pip install "setuptools>=68"' in no_setuptools.stderr
+
+
+def _resume_opt(tmp_path, auto_resume=True):
+    exp = tmp_path / 'experiments' / 'run'
+    (exp / 'training_states').mkdir(parents=True)
+    (exp / 'models').mkdir()
+    for it in (4, 12, 8):
+        state = {'epoch': 1, 'iter': it, 'optimizers': [], 'schedulers': []}
+        torch.save(state, exp / 'training_states' / f'{it}.state')
+    torch.save({'params': {}}, exp / 'models' / 'net_g_12.pth')
+    return {'auto_resume': auto_resume, 'num_gpu': 0, 'network_g': {}, 'network_t': {},
+            'path': {'training_states': str(exp / 'training_states'), 'models': str(exp / 'models'),
+                     'resume_state': None, 'pretrain_network_g': None, 'pretrain_network_t': '/teacher.pth',
+                     'param_key_g': 'params_ema', 'param_key_t': 'params_ema'}}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the trap is specific to machines without CUDA')
+def test_auto_resume_finds_latest_state_from_another_directory_on_cpu(tmp_path, monkeypatch):
+    opt = _resume_opt(tmp_path)
+    monkeypatch.chdir(tmp_path / 'experiments')  # not the root: upstream looks in ./experiments/<name>
+    state = basicsr.train.load_resume_state(opt)
+    assert state is not None and state['iter'] == 12
+    assert opt['path']['resume_state'].endswith('12.state')
+    assert state_is_on_cpu(state)
+
+
+def state_is_on_cpu(state):
+    return all(not torch.is_tensor(v) or v.device.type == 'cpu' for v in state.values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the trap is specific to machines without CUDA')
+def test_explicit_resume_state_loads_on_cpu(tmp_path):
+    opt = _resume_opt(tmp_path, auto_resume=False)
+    opt['path']['resume_state'] = opt['path']['training_states'] + '/8.state'
+    assert basicsr.train.load_resume_state(opt)['iter'] == 8
+
+
+def test_check_resume_redirects_only_networks_the_run_saved(tmp_path):
+    opt = _resume_opt(tmp_path)
+    opt['path']['resume_state'] = 'x/12.state'
+    basicsr.utils.misc.check_resume(opt, 12)
+    assert opt['path']['pretrain_network_g'].endswith('models/net_g_12.pth')
+    assert opt['path']['param_key_g'] == 'params'
+    assert opt['path']['pretrain_network_t'] == '/teacher.pth'  # the teacher keeps its own checkpoint
+    assert opt['path']['param_key_t'] == 'params_ema'
+    assert basicsr.train.check_resume is basicsr.utils.misc.check_resume
+
+
+def _read_in_child(lmdb_path, queue):
+    client = FileClient('lmdb', db_paths=[lmdb_path], client_keys=['gt'])
+    queue.put(len(client.get('img0', 'gt')))
+
+
+def test_same_lmdb_opened_twice_and_after_fork(tiny_pairs):
+    path = osp.join(tiny_pairs, 'HR.lmdb')
+    first = FileClient('lmdb', db_paths=[path], client_keys=['gt'])
+    second = FileClient('lmdb', db_paths=[path], client_keys=['gt'])  # py-lmdb >= 2 raised here
+    assert first.get('img0', 'gt') == second.get('img0', 'gt')
+    queue = multiprocessing.get_context('fork').Queue()
+    child = multiprocessing.get_context('fork').Process(target=_read_in_child, args=(path, queue))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == len(first.get('img0', 'gt'))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the trap is specific to machines without CUDA')
+def test_pytorch_launcher_initialises_gloo_and_wraps_ddp_on_cpu():
+    code = ('import kd_plugin, torch\n'
+            'from basicsr.utils.dist_util import init_dist\n'
+            'from basicsr.models.base_model import BaseModel\n'
+            'init_dist("pytorch")\n'
+            'print(torch.distributed.get_backend())\n'
+            'm = BaseModel({"num_gpu": 0, "is_train": True, "dist": True})\n'
+            'net = m.model_to_device(torch.nn.Linear(2, 2))\n'
+            'print(type(net).__name__, net.device_ids)\n')
+    env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
+           'MASTER_PORT': str(_free_port())}
+    result = run([sys.executable, '-c', code], env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['gloo', 'DistributedDataParallel', 'None']
+
+
+def test_fixes_do_nothing_where_upstream_is_fine(monkeypatch):
+    from kd_plugin.compat import import_shims, record
+
+    monkeypatch.setattr(record, 'APPLIED', [])
+    monkeypatch.setattr(import_shims, 'applied', record.applied)
+    before = dict(sys.modules)
+    import_shims.alias_ndimage_filters()  # SciPy 1.x still has the module
+    import_shims.provide_distutils()      # Python 3.11 still has distutils
+    assert record.APPLIED == []
+    assert sys.modules['scipy.ndimage.filters'] is before['scipy.ndimage.filters']

@@ -1,0 +1,95 @@
+"""Bad options fail before training with a message naming the option and the fix; nothing on disk changes."""
+import os
+import shutil
+from os import path as osp
+
+import cv2
+import pytest
+import torch
+
+from tests.conftest import ROOT, experiment, sr_options, train, write_options
+
+
+def _fails_cleanly(opt: dict, tmp_path, *needles: str) -> str:
+    """Run training; assert exit 2 with all ``needles`` in stderr and the old experiment untouched."""
+    existing = experiment(opt['name'])
+    os.makedirs(existing)
+    with open(osp.join(existing, 'keep.txt'), 'w') as f:
+        f.write('earlier run')
+    result = train(write_options(str(tmp_path), opt))
+    assert result.returncode == 2, result.stderr[-2000:]
+    for needle in needles:
+        assert needle in result.stderr, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
+    assert os.listdir(existing) == ['keep.txt']  # not archived, not written into
+    assert not [d for d in os.listdir(osp.join(ROOT, 'experiments')) if d.startswith(f'{opt["name"]}_archived')]
+    return result.stderr
+
+
+def test_missing_dataset_folder(tiny_pairs, exp_name, tmp_path):
+    opt = sr_options(exp_name, tiny_pairs)
+    opt['datasets']['train']['dataroot_gt'] = str(tmp_path / 'no_such_dir')
+    _fails_cleanly(opt, tmp_path, 'datasets.train.dataroot_gt', 'does not exist', 'Fix:')
+
+
+def test_lmdb_with_different_lr_and_hr_keys(tiny_pairs, exp_name, tmp_path):
+    bad_lr = tmp_path / 'LR.lmdb'
+    shutil.copytree(osp.join(tiny_pairs, 'LR.lmdb'), bad_lr)
+    meta = (bad_lr / 'meta_info.txt').read_text().splitlines()
+    (bad_lr / 'meta_info.txt').write_text('\n'.join(meta[:-1] + [meta[-1].replace('img3', 'other')]) + '\n')
+    opt = sr_options(exp_name, tiny_pairs, backend='lmdb')
+    opt['datasets']['train']['dataroot_lq'] = str(bad_lr)
+    _fails_cleanly(opt, tmp_path, 'datasets.train', "only in LR: ['other']", "only in HR: ['img3']",
+                   'kd_plugin.prepare lmdb')
+
+
+def test_lr_hr_sizes_disagree_with_scale(tiny_pairs, exp_name, tmp_path):
+    opt = sr_options(exp_name, tiny_pairs, scale=4)
+    opt['network_g']['upscale'] = 4
+    _fails_cleanly(opt, tmp_path, 'datasets.train', 'does not match scale: 4', 'HR should be 128x128')
+
+
+def test_unpaired_file_names(tiny_pairs, exp_name, tmp_path):
+    lr = tmp_path / 'LR'
+    shutil.copytree(osp.join(tiny_pairs, 'LR'), lr)
+    os.rename(lr / 'img1.png', lr / 'renamed.png')
+    opt = sr_options(exp_name, tiny_pairs)
+    opt['datasets']['val']['dataroot_lq'] = str(lr)
+    _fails_cleanly(opt, tmp_path, 'datasets.val', "LR without HR: ['renamed']", "HR without LR: ['img1']")
+
+
+def test_unreadable_image_is_named(tiny_pairs, exp_name, tmp_path):
+    hr = tmp_path / 'HR'
+    shutil.copytree(osp.join(tiny_pairs, 'HR'), hr)
+    (hr / 'img2.png').write_bytes((hr / 'img2.png').read_bytes()[:40])  # truncated file
+    opt = sr_options(exp_name, tiny_pairs)
+    opt['datasets']['train']['dataroot_gt'] = str(hr)
+    stderr = _fails_cleanly(opt, tmp_path, 'datasets.train.dataroot_gt')
+    assert 'img2.png' in stderr
+
+
+def test_patch_larger_than_images(tiny_pairs, exp_name, tmp_path):
+    opt = sr_options(exp_name, tiny_pairs)
+    opt['datasets']['train']['gt_size'] = 96
+    _fails_cleanly(opt, tmp_path, 'datasets.train.gt_size: 96', 'smallest HR image side (64 px)')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
+def test_num_gpu_1_without_cuda(tiny_pairs, exp_name, tmp_path):
+    opt = sr_options(exp_name, tiny_pairs, num_gpu=1)
+    _fails_cleanly(opt, tmp_path, 'num_gpu: 1', 'no CUDA device', '`num_gpu: auto`')
+
+
+def test_grey_validation_images_with_modcrop_slack_are_accepted(tmp_path):
+    """Validation HR one pixel larger than scale x LR is fine (BasicSR crops it, like modcrop)."""
+    from kd_plugin.preflight import check_paired_dataset
+
+    (tmp_path / 'HR').mkdir()
+    (tmp_path / 'LR').mkdir()
+    cv2.imwrite(str(tmp_path / 'HR' / 'a.png'), (torch.rand(33, 65) * 255).byte().numpy())
+    cv2.imwrite(str(tmp_path / 'LR' / 'a.png'), (torch.rand(16, 32) * 255).byte().numpy())
+    val = {'phase': 'val', 'io_backend': {'type': 'disk'}, 'dataroot_gt': str(tmp_path / 'HR'),
+           'dataroot_lq': str(tmp_path / 'LR')}
+    check_paired_dataset('val', val, 2)
+    with pytest.raises(ValueError, match='does not match scale: 2'):
+        check_paired_dataset('train', dict(val, phase='train'), 2)

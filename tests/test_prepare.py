@@ -1,0 +1,117 @@
+"""`python -m kd_plugin.prepare`: LR pairs, LMDBs BasicSR can read, sub-images, the no-download photos."""
+import sys
+from os import path as osp
+
+import cv2
+import lmdb
+import numpy as np
+import pytest
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+
+from kd_plugin.data.image_io import read_image
+from kd_plugin.data.matlab_bicubic import bicubic_downscale
+from tests.conftest import run, shared_data
+
+
+def prepare(*args: str):
+    return run([sys.executable, '-m', 'kd_plugin.prepare', *args])
+
+
+def _noise(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_lr_command_writes_modcropped_hr_and_standard_lr(tmp_path):
+    src = shared_data('Set5', 'HR')
+    result = prepare('lr', '--input', src, '--output', str(tmp_path), '--scales', '3', '4')
+    assert result.returncode == 0, result.stderr
+    for scale in (3, 4):
+        hr = read_image(str(tmp_path / f'X{scale}' / 'HR' / 'woman.png'))
+        lr = read_image(str(tmp_path / f'X{scale}' / 'LR' / 'woman.png'))
+        assert hr.shape[0] % scale == 0 and hr.shape[1] % scale == 0
+        assert np.array_equal(lr, read_image(shared_data('Set5', 'LR_bicubic', f'X{scale}', 'woman.png')))
+    again = prepare('lr', '--input', src, '--output', str(tmp_path), '--scales', '4')
+    assert again.returncode == 2 and '--overwrite' in again.stderr
+
+
+def test_lmdb_pairs_read_by_basicsr_paired_dataset(tmp_path):
+    for folder, (h, w) in (('HR', (64, 96)), ('LR', (32, 48))):
+        (tmp_path / folder).mkdir()
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / folder / f'im{i}.png'), _noise(h, w, i))
+    result = prepare('lmdb', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'HR.lmdb'),
+                     '--input', str(tmp_path / 'LR'), '--output', str(tmp_path / 'LR.lmdb'))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'HR.lmdb' / 'meta_info.txt').read_text().splitlines()[0] == 'im0.png (64,96,3) 1'
+    ds = PairedImageDataset({'phase': 'val', 'scale': 2, 'io_backend': {'type': 'lmdb'},
+                             'dataroot_gt': str(tmp_path / 'HR.lmdb'), 'dataroot_lq': str(tmp_path / 'LR.lmdb')})
+    item = ds[2]
+    assert item['gt'].shape == (3, 64, 96) and item['lq'].shape == (3, 32, 48)
+    expected = cv2.cvtColor(_noise(64, 96, 2), cv2.COLOR_BGR2RGB).transpose(2, 0, 1) / 255
+    np.testing.assert_allclose(item['gt'].numpy(), expected, atol=1e-6)
+
+
+def test_lmdb_refuses_to_overwrite_and_mismatched_pairs_write_nothing(tmp_path):
+    (tmp_path / 'HR').mkdir()
+    (tmp_path / 'LR').mkdir()
+    cv2.imwrite(str(tmp_path / 'HR' / 'a.png'), _noise(8, 8))
+    cv2.imwrite(str(tmp_path / 'LR' / 'b.png'), _noise(4, 4))
+    mismatch = prepare('lmdb', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'HR.lmdb'),
+                       '--input', str(tmp_path / 'LR'), '--output', str(tmp_path / 'LR.lmdb'))
+    assert mismatch.returncode == 2 and "only in the first: ['a']" in mismatch.stderr
+    assert not (tmp_path / 'HR.lmdb').exists()
+
+    assert prepare('lmdb', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'HR.lmdb')).returncode == 0
+    before = (tmp_path / 'HR.lmdb' / 'data.mdb').read_bytes()
+    cv2.imwrite(str(tmp_path / 'HR' / 'c.png'), _noise(8, 8, 1))
+    again = prepare('lmdb', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'HR.lmdb'))
+    assert again.returncode == 2 and 'already exists; pass --overwrite' in again.stderr
+    assert (tmp_path / 'HR.lmdb' / 'data.mdb').read_bytes() == before
+    assert prepare('lmdb', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'HR.lmdb'),
+                   '--overwrite').returncode == 0
+    assert len((tmp_path / 'HR.lmdb' / 'meta_info.txt').read_text().splitlines()) == 2
+
+
+def test_lmdb_map_size_fits_mixed_image_sizes(tmp_path):
+    """A tiny first image makes BasicSR's own estimate (10x the first image) far too small."""
+    (tmp_path / 'mixed').mkdir()
+    cv2.imwrite(str(tmp_path / 'mixed' / 'a_small.png'), _noise(4, 4))
+    cv2.imwrite(str(tmp_path / 'mixed' / 'b_large.png'), _noise(600, 800))
+    names = ['a_small.png', 'b_large.png']
+    with pytest.raises(lmdb.MapFullError):
+        make_lmdb_from_imgs(str(tmp_path / 'mixed'), str(tmp_path / 'basicsr.lmdb'), names, ['a_small', 'b_large'])
+    result = prepare('lmdb', '--input', str(tmp_path / 'mixed'), '--output', str(tmp_path / 'ours.lmdb'))
+    assert result.returncode == 0, result.stderr
+    env = lmdb.open(str(tmp_path / 'ours.lmdb'), readonly=True, lock=False)
+    with env.begin() as txn:
+        assert cv2.imdecode(np.frombuffer(txn.get(b'b_large'), np.uint8), cv2.IMREAD_UNCHANGED).shape == (600, 800, 3)
+    env.close()
+
+
+def test_lmdb_rejects_file_stems_basicsr_would_mangle(tmp_path):
+    (tmp_path / 'HR').mkdir()
+    cv2.imwrite(str(tmp_path / 'HR' / 'img.001.png'), _noise(8, 8))
+    result = prepare('lmdb', '--input', str(tmp_path / 'HR'), '--output', str(tmp_path / 'HR.lmdb'))
+    assert result.returncode == 2 and 'img.001.png' in result.stderr and 'without dots' in result.stderr
+
+
+def test_crop_covers_every_pixel(tmp_path):
+    (tmp_path / 'in').mkdir()
+    img = _noise(100, 130)
+    cv2.imwrite(str(tmp_path / 'in' / 'big.png'), img)
+    result = prepare('crop', '--input', str(tmp_path / 'in'), '--output', str(tmp_path / 'out'),
+                     '--size', '64', '--step', '48')
+    assert result.returncode == 0 and result.stdout.startswith('6 sub-images')  # rows {0,36} x cols {0,48,66}
+    assert np.array_equal(read_image(str(tmp_path / 'out' / 'big_s006.png')), img[36:100, 66:130])
+
+
+def test_photos_dataset_is_built_once(tmp_path):
+    out = str(tmp_path / 'photos')
+    result = prepare('photos', '--output', out, '--scales', '4', '--lmdb')
+    assert result.returncode == 0, result.stderr
+    hr = read_image(osp.join(out, 'val', 'X4', 'HR', 'coffee.png'))
+    assert hr.shape == (400, 600, 3)
+    assert np.array_equal(read_image(osp.join(out, 'val', 'X4', 'LR', 'coffee.png')), bicubic_downscale(hr, 4))
+    assert osp.isfile(osp.join(out, 'train', 'X4', 'LR.lmdb', 'data.mdb'))
+    assert 'already prepared' in prepare('photos', '--output', out, '--scales', '4', '--lmdb').stdout
