@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision from this machine's wheels (CUDA build, runs on CPU); override for other stacks.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint clean-demo
+.PHONY: setup demo test lint data
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,11 @@ $(VENV)/.installed: setup.py
 demo: setup
 	$(BIN)/python -m kd_plugin.prepare photos --output datasets/photos --scales 4
 	$(BIN)/python kd_plugin/train.py -opt options/train/EDSR/train_EDSR_tiny_photos_x4.yml
+
+# Development data from ../shared/data: T91 pairs for training, links to Set5/Set14/BSD100 for validation.
+data: setup
+	test -d datasets/T91/X4 || $(BIN)/python -m kd_plugin.prepare lr --input ../shared/data/T91 --output datasets/T91 --scales 2 4
+	mkdir -p datasets; for s in Set5 Set14 BSD100; do ln -sfn ../../shared/data/$$s datasets/$$s; done
 
 lint: setup
 	$(BIN)/ruff check kd_plugin tests setup.py

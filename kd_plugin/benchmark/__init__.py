@@ -1,0 +1,1 @@
+"""Cost and quality measurements (parameters, FLOPs, latency, memory, PSNR/SSIM)."""
