@@ -118,6 +118,13 @@ def check_options(opt: dict[str, Any]) -> None:
     for phase, dataset in opt.get('datasets', {}).items():
         if dataset.get('type') == 'PairedImageDataset':
             check_paired_dataset(phase, dataset, opt.get('scale', dataset.get('scale', 1)))
+    if opt.get('model_type') == 'KDModel' and opt.get('is_train'):
+        from kd_plugin.models.kd_options import check_kd_options
+
+        try:
+            check_kd_options(opt)
+        except ValueError as err:
+            raise OptionError(str(err)) from err
 
 
 def checked_parse_options(parse_options: Callable) -> Callable:

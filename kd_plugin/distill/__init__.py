@@ -1,0 +1,2 @@
+"""Distillation plumbing: recorders (hooks that capture layer outputs), adapters (trainable
+connectors between student and teacher features) and output substitution (forward adaptation)."""

@@ -1,0 +1,104 @@
+"""KDModel option handling shared by the model and the pre-run checks."""
+import os
+from os import path as osp
+from typing import Any
+
+import torch
+
+#: Loss keys under ``train:`` that KDModel reads, in the order of the total loss.
+LOSS_KEYS = ('pixel_opt', 'perceptual_opt', 'distill_opt', 'feature_opt', 'forward_opt')
+_DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16}
+
+
+def check_teacher_checkpoint(opt: dict[str, Any]) -> str:
+    """``path.pretrain_network_t``, which must name an existing file."""
+    if 'network_t' not in opt:
+        raise ValueError('network_t: KDModel needs a teacher arch. Fix: add a `network_t:` section like network_g')
+    path = opt['path'].get('pretrain_network_t')
+    if not path:
+        raise ValueError('path.pretrain_network_t: KDModel needs the trained teacher\'s checkpoint. Fix: set it to '
+                         'the .pth file (train the teacher first with its own options file)')
+    if not osp.isfile(path):
+        raise ValueError(f'path.pretrain_network_t: {path!r} does not exist (current directory: {os.getcwd()}). '
+                         'Fix: point it at the teacher checkpoint')
+    return path
+
+
+def teacher_dtype(teacher_opt: dict[str, Any], device: torch.device) -> torch.dtype | None:
+    """Autocast dtype of the teacher's forward from ``train.teacher.autocast`` (None: fp32)."""
+    name = teacher_opt.get('autocast')
+    if name in (None, False, 'fp32', 'float32'):
+        return None
+    if name not in _DTYPES:
+        raise ValueError(f'train.teacher.autocast: {name!r} is not one of bf16, fp16 or fp32')
+    if _DTYPES[name] == torch.float16 and device.type == 'cpu':
+        raise ValueError('train.teacher.autocast: fp16 autocast is for CUDA; use bf16 on the CPU')
+    return _DTYPES[name]
+
+
+def probe_input(opt: dict[str, Any], device: torch.device | str = 'cpu') -> torch.Tensor:
+    """A dummy LR batch for shape probing: the training patch size when known, else 32x32."""
+    train = (opt.get('datasets') or {}).get('train') or {}
+    side = max(train.get('gt_size', 32 * opt['scale']) // opt['scale'], 8)
+    channels = opt['network_g'].get('num_in_ch', 3)
+    return torch.rand(1, channels, side, side, device=device)
+
+
+def _construct(registry, opt: dict[str, Any]):
+    """Build a registered class without BasicSR's ``build_*`` helpers, which would initialise the
+    root logger before ``train_pipeline`` gives it its log file."""
+    kwargs = dict(opt)
+    return registry.get(kwargs.pop('type'))(**kwargs)
+
+
+def teacher_state_dict(opt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The teacher's parameters from its checkpoint (``param_key_t``, default ``params``), safely unpickled."""
+    path = check_teacher_checkpoint(opt)
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: BLE001  (corrupt file, foreign pickle, ...: all mean "not usable")
+        raise ValueError(f'path.pretrain_network_t: cannot load {path!r} as a weights-only checkpoint ({err}). '
+                         'Fix: point it at a .pth file saved by BasicSR/kd_plugin') from err
+    key = opt['path'].get('param_key_t', 'params')
+    if isinstance(ckpt, dict) and key in ckpt:
+        return ckpt[key]
+    if isinstance(ckpt, dict) and 'params' in ckpt:
+        return ckpt['params']
+    return ckpt
+
+
+def check_teacher_matches(opt: dict[str, Any], teacher: torch.nn.Module) -> None:
+    """The checkpoint's keys and shapes fit ``network_t`` (unless ``strict_load_t: false``)."""
+    if not opt['path'].get('strict_load_t', True):
+        return
+    saved = {k.removeprefix('module.'): v for k, v in teacher_state_dict(opt).items()}
+    expected = teacher.state_dict()
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    wrong = [f'{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
+             if k in saved and saved[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f'path.pretrain_network_t does not fit network_t ({opt["network_t"].get("type")}): '
+                         f'missing keys {missing[:3]}, unexpected keys {unexpected[:3]}, shape mismatches '
+                         f'{wrong[:3]}. Fix: use the checkpoint trained with this network_t, or set network_t to '
+                         'the arch the checkpoint was trained with')
+
+
+def check_kd_options(opt: dict[str, Any]) -> None:
+    """Everything KDModel would reject, checked on CPU with untrained networks before the run starts."""
+    from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
+
+    from kd_plugin.distill.wiring import wire
+
+    check_teacher_checkpoint(opt)
+    train = opt.get('train') or {}
+    if not any(train.get(key) for key in LOSS_KEYS):
+        raise ValueError('KDModel: no loss configured. Fix: set at least one of train.pixel_opt, '
+                         'train.distill_opt, train.feature_opt, train.forward_opt')
+    teacher_dtype(train.get('teacher') or {}, torch.device('cuda' if opt.get('num_gpu') else 'cpu'))
+    student = _construct(ARCH_REGISTRY, opt['network_g'])
+    teacher = _construct(ARCH_REGISTRY, opt['network_t'])
+    check_teacher_matches(opt, teacher)
+    feature = _construct(LOSS_REGISTRY, train['feature_opt']) if train.get('feature_opt') else None
+    forward = _construct(LOSS_REGISTRY, train['forward_opt']) if train.get('forward_opt') else None
+    wire(student, teacher, opt['scale'], feature, forward, probe_input(opt))

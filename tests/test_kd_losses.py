@@ -1,0 +1,85 @@
+"""The three distillation losses against hand computations on small tensors."""
+import math
+
+import pytest
+import torch
+from basicsr.losses import build_loss
+
+from kd_plugin.distill.adapters import Adapter
+from kd_plugin.losses.criteria import attention_map, spatial_affinity
+
+
+def test_output_distill_criteria_by_hand():
+    s = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    t = torch.tensor([[[[1.5, 2.0], [2.0, -4.0]]]])
+    # differences: -0.5, 0, 1, 8
+    expected = {
+        'l1': (0.5 + 0 + 1 + 8) / 4,
+        'l2': (0.25 + 0 + 1 + 64) / 4,
+        'charbonnier': sum(math.sqrt(d * d + 1e-6) for d in (0.5, 0.0, 1.0, 8.0)) / 4,
+        'relative': (0.5 / (1.5 + 1e-3) + 0 + 1 / (2 + 1e-3) + 8 / (4 + 1e-3)) / 4,
+    }
+    for criterion, value in expected.items():
+        loss = build_loss({'type': 'OutputDistillLoss', 'loss_weight': 2.0, 'criterion': criterion})
+        assert loss(s, t).item() == pytest.approx(2.0 * value, rel=1e-6), criterion
+
+
+def test_unknown_criterion_names_the_option():
+    with pytest.raises(ValueError, match=r'train.distill_opt.criterion: unknown criterion .ssim.; choose one of l1'):
+        build_loss({'type': 'OutputDistillLoss', 'criterion': 'ssim'})
+    with pytest.raises(ValueError, match=r'train.feature_opt.criterion'):
+        build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'kl', 'pairs': [{'student': 'a', 'teacher': 'b'}]})
+
+
+def test_fakd_affinity_by_hand():
+    # two pixels with channel vectors (3, 4) and (1, 0): unit vectors (0.6, 0.8) and (1, 0)
+    feat = torch.tensor([[[[3.0, 1.0]], [[4.0, 0.0]]]])  # [B=1, C=2, H=1, W=2]
+    affinity = spatial_affinity(feat)
+    torch.testing.assert_close(affinity, torch.tensor([[[1.0, 0.6], [0.6, 1.0]]]))
+    # the teacher has 3 channels: FAKD compares affinities, no adapter needed
+    teacher = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]], [[0.0, 0.0]]]])  # orthogonal pixels: [[1, 0], [0, 1]]
+    loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'fakd',
+                       'pairs': [{'student': 's', 'teacher': 't'}]})
+    loss.build_adapters([feat.shape], [teacher.shape])
+    assert loss.adapters[0].is_identity
+    assert loss([feat], [teacher]).item() == pytest.approx((0 + 0.6 + 0.6 + 0) / 4)
+
+
+def test_attention_maps_by_hand():
+    # mean over channels of f^2 per pixel: pixel 0 (1, 1) -> 1, pixel 1 (2, 0) -> 2, then L2-normalised
+    feat = torch.tensor([[[[1.0, 2.0]], [[1.0, 0.0]]]])
+    torch.testing.assert_close(attention_map(feat), torch.tensor([[1 / math.sqrt(5), 2 / math.sqrt(5)]]))
+    teacher = torch.tensor([[[[1.0, 0.0]]]])  # one channel: map (1, 0)
+    loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'at', 'loss_weight': 3.0,
+                       'pairs': [{'student': 's', 'teacher': 't', 'weight': 0.5}]})
+    loss.build_adapters([feat.shape], [teacher.shape])
+    expected = ((1 / math.sqrt(5) - 1) ** 2 + (2 / math.sqrt(5)) ** 2) / 2
+    assert loss([feat], [teacher]).item() == pytest.approx(3.0 * 0.5 * expected, rel=1e-6)
+
+
+def test_fitnet_l2_with_adapter_and_weights():
+    loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'l2', 'loss_weight': 0.5,
+                       'pairs': [{'student': 'a', 'teacher': 'b', 'weight': 2.0}, {'student': 'c', 'teacher': 'd'}]})
+    s1, t1 = torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4)
+    s2, t2 = torch.randn(2, 4, 2, 2), torch.randn(2, 4, 2, 2)
+    loss.build_adapters([s1.shape, s2.shape], [t1.shape, t2.shape])
+    conv = loss.adapters[0].conv
+    assert conv.in_channels == 3 and conv.out_channels == 5 and loss.adapters[1].is_identity
+    expected = 0.5 * (2.0 * (conv(s1) - t1).square().mean() + (s2 - t2).square().mean())
+    torch.testing.assert_close(loss([s1, s2], [t1, t2]), expected)
+
+
+def test_adapter_resizes_or_rejects_spatial_mismatch():
+    adapter = Adapter(torch.Size([1, 4, 8, 8]), torch.Size([1, 4, 16, 16]), 'opt')
+    assert adapter(torch.randn(1, 4, 8, 8), (16, 16)).shape == (1, 4, 16, 16)
+    with pytest.raises(ValueError, match='opt: spatial sizes differ'):
+        Adapter(torch.Size([1, 4, 8, 8]), torch.Size([1, 4, 16, 16]), 'opt', resize=False)
+    with pytest.raises(ValueError, match='not both'):
+        Adapter(torch.Size([1, 27, 8, 6, 8]), torch.Size([1, 54, 8, 6, 8]), 'opt')
+
+
+def test_feature_pairs_are_validated():
+    with pytest.raises(ValueError, match=r'pairs\[0\]: expected keys student, teacher'):
+        build_loss({'type': 'FeatureMatchingLoss', 'pairs': [{'studnet': 'a', 'teacher': 'b'}]})
+    with pytest.raises(ValueError, match='at least one'):
+        build_loss({'type': 'FeatureMatchingLoss', 'pairs': []})

@@ -1,0 +1,114 @@
+"""KDModel in-process: gradient flow, frozen teacher, hooks, errors that name the option."""
+import copy
+
+import pytest
+import torch
+from basicsr.models import build_model
+
+from tests.kd_fixtures import all_losses, kd_model_options, save_teacher
+
+
+@pytest.fixture(scope='module')
+def teacher_path(tmp_path_factory):
+    return save_teacher(str(tmp_path_factory.mktemp('teacher')))
+
+
+def make_model(teacher_path, tmp_path, losses, **top):
+    torch.manual_seed(0)
+    model = build_model(kd_model_options(teacher_path, losses, str(tmp_path), **top))
+    torch.manual_seed(1)
+    model.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 32, 32)})
+    return model
+
+
+def params(module):
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize('term', ['distill_opt', 'feature_opt', 'forward_opt'])
+def test_each_term_alone_trains_the_student_and_never_the_teacher(teacher_path, tmp_path, term):
+    model = make_model(teacher_path, tmp_path, {term: all_losses()[term]})
+    teacher_before, student_before = params(model.net_t), params(model.net_g)
+    model.optimize_parameters(1)
+    assert list(model.log_dict) == [{'distill_opt': 'l_dist', 'feature_opt': 'l_feat', 'forward_opt': 'l_fwd'}[term]]
+    for name, p in model.net_t.named_parameters():
+        assert p.grad is None and not p.requires_grad and torch.equal(p, teacher_before[name]), name
+    grads = [p.grad.abs().sum().item() for p in model.net_g.parameters() if p.grad is not None]
+    assert grads and sum(grads) > 0
+    changed = [n for n, p in model.net_g.named_parameters() if not torch.equal(p, student_before[n])]
+    assert changed, f'{term} did not change the student'
+    if term == 'forward_opt':
+        assert 'trunk.0.0.conv1.weight' in changed  # gradients flow back through the teacher's tail
+    assert not model.net_t.training
+
+
+def test_adapters_get_gradients_only_from_terms_that_use_them(teacher_path, tmp_path):
+    model = make_model(teacher_path, tmp_path, all_losses())
+    feature_adapters, forward_adapter = model.net_adapters['features'], model.net_adapters['forward_adaptation']
+    assert feature_adapters[0].is_identity  # coeffs.grid shapes agree
+    assert feature_adapters[1].conv.in_channels == 6 and feature_adapters[1].conv.out_channels == 12
+    assert forward_adapter.conv is not None
+    model.optimize_parameters(1)
+    assert feature_adapters[1].conv.weight.grad.abs().sum() > 0
+    assert forward_adapter.conv.weight.grad.abs().sum() > 0
+
+    only_dist = make_model(teacher_path, tmp_path, {'distill_opt': all_losses()['distill_opt'],
+                                                    'feature_opt': all_losses()['feature_opt']})
+    only_dist.cri_feat.loss_weight = 0.0
+    only_dist.optimize_parameters(1)
+    assert only_dist.net_adapters['features'][1].conv.weight.grad.abs().sum() == 0
+
+
+def test_hooks_record_one_step_and_release_it(teacher_path, tmp_path):
+    model = make_model(teacher_path, tmp_path, all_losses())
+    model.optimize_parameters(1)
+    assert model.student_recorder.outputs == {} and model.teacher_recorder.outputs == {}
+    with torch.no_grad():
+        model.net_g(torch.rand(1, 3, 8, 8))  # validation-style forward: not recorded
+    assert model.student_recorder.outputs == {}
+
+
+def test_loss_decreases_over_steps(teacher_path, tmp_path):
+    model = make_model(teacher_path, tmp_path, {'distill_opt': all_losses()['distill_opt']})
+    for group in model.optimizer_g.param_groups:
+        group['lr'] = 3e-3
+    first = None
+    for it in range(1, 31):
+        model.optimize_parameters(it)
+        first = first if first is not None else model.log_dict['l_dist']
+    assert model.log_dict['l_dist'] < 0.7 * first
+
+
+@pytest.mark.parametrize('mutate,needle', [
+    (lambda o: o['train']['feature_opt']['pairs'][1].update(student='trunk.l'),
+     r"train.feature_opt.pairs\[1\].student: DeformableHDRNet has no layer 'trunk.l'. Closest valid names: trunk.1"),
+    (lambda o: o['train']['forward_opt'].update(teacher='coefs.grid'),
+     r"train.forward_opt.teacher: HDRNet has no layer 'coefs.grid'. Closest valid names: coeffs.grid"),
+    (lambda o: o['network_g'].update(upscale=3), r'network_g: the student upscales x3, but scale: 2'),
+    (lambda o: o['path'].update(pretrain_network_t='/nowhere/t.pth'), r"path.pretrain_network_t: '/nowhere/t.pth' "
+                                                                      'does not exist'),
+    (lambda o: o['train'].update(forward_opt={'type': 'ForwardAdaptationLoss', 'student': 'coeffs.grid',
+                                              'teacher': 'trunk.1'}),
+     r'train.forward_opt \(coeffs.grid -> trunk.1\): student feature \[1, 27, 8, 8, 8\] and teacher '
+     r'feature \[1, 12, 32, 32\]'),
+    (lambda o: [o['train'].pop(k) for k in list(o['train']) if k.endswith('_opt') and k != 'optim_g'],
+     'KDModel: no loss configured'),
+])
+def test_bad_kd_options_name_the_option(teacher_path, tmp_path, mutate, needle):
+    from kd_plugin.models.kd_options import check_kd_options
+
+    opt = kd_model_options(teacher_path, all_losses(), str(tmp_path))
+    mutate(opt)
+    with pytest.raises(ValueError, match=needle):
+        check_kd_options(copy.deepcopy(opt))  # the pre-run check
+    with pytest.raises(ValueError, match=needle):
+        build_model(opt)  # and the model itself
+
+
+def test_teacher_checkpoint_of_another_arch_names_the_keys(tmp_path):
+    other = save_teacher(str(tmp_path), {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8,
+                                         'num_block': 1, 'upscale': 2})
+    from kd_plugin.models.kd_options import check_kd_options
+
+    with pytest.raises(ValueError, match=r"does not fit network_t \(HDRNet\): missing keys \['head.weight'"):
+        check_kd_options(kd_model_options(other, all_losses(), str(tmp_path)))

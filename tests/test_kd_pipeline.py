@@ -1,0 +1,89 @@
+"""KDModel end to end through kd_plugin/train.py and kd_plugin/test.py, on tiny data, on CPU."""
+import os
+import socket
+import sys
+from os import path as osp
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, experiment, run, sr_options, train, train_log, write_options
+from tests.kd_fixtures import TINY_STUDENT, TINY_TEACHER, all_losses, save_teacher
+
+
+def kd_options(name: str, data: str, teacher: str, backend: str = 'disk', total_iter: int = 4) -> dict:
+    opt = sr_options(name, data, backend=backend, total_iter=total_iter, model_type='KDModel')
+    opt['network_g'] = dict(TINY_STUDENT)
+    opt['network_t'] = dict(TINY_TEACHER)
+    opt['path']['pretrain_network_t'] = teacher
+    opt['train'].pop('pixel_opt')
+    opt['train'].update(all_losses())
+    return opt
+
+
+@pytest.fixture(scope='module')
+def teacher(tmp_path_factory):
+    return save_teacher(str(tmp_path_factory.mktemp('kd_teacher')))
+
+
+@pytest.mark.parametrize('backend', ['disk', 'lmdb'])
+def test_kd_run_validates_saves_resumes_and_tests(tiny_pairs, teacher, exp_name, tmp_path, backend):
+    opt = kd_options(exp_name, tiny_pairs, teacher, backend)
+    opt_path = write_options(str(tmp_path), opt)
+    first = train(opt_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    log = train_log(exp_name)
+    assert log.count('Teacher on tiny_val (computed once): psnr:') == 1
+    assert '# psnr:' in log and 'l_dist:' in log and 'l_feat:' in log and 'l_fwd:' in log
+    student = torch.load(experiment(exp_name, 'models', 'net_g_4.pth'), weights_only=True)
+    assert list(student) == ['params'] and all(not k.startswith(('net_t', 'adapter')) for k in student['params'])
+    adapters = torch.load(experiment(exp_name, 'models', 'net_adapters_4.pth'), weights_only=True)['params']
+    assert any(k.startswith('forward_adaptation.conv') for k in adapters)
+
+    resumed = train(opt_path, '--auto_resume', '--force_yml', 'train:total_iter=6', cwd=str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = train_log(exp_name)
+    assert f'Loading ModuleDict model from {experiment(exp_name, "models", "net_adapters_4.pth")}' in log
+    assert log.count(f'Loading HDRNet model from {teacher}') == 2  # the teacher keeps its own path on resume
+    assert osp.isfile(experiment(exp_name, 'models', 'net_adapters_6.pth'))
+
+    # the student checkpoint is a plain student: BasicSR's SRModel evaluates it with the student arch alone
+    test_opt = {'name': exp_name, 'model_type': 'SRModel', 'scale': 2, 'num_gpu': 'auto', 'manual_seed': 0,
+                'network_g': dict(TINY_STUDENT), 'datasets': {'test_1': opt['datasets']['val']}, 'val': opt['val'],
+                'path': {'pretrain_network_g': experiment(exp_name, 'models', 'net_g_latest.pth'),
+                         'strict_load_g': True}}
+    tested = run([sys.executable, osp.join(ROOT, 'kd_plugin', 'test.py'), '-opt',
+                  write_options(str(tmp_path), dict(test_opt, name=exp_name))])
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    results = osp.join(ROOT, 'results', exp_name)
+    assert '# psnr:' in ''.join(open(osp.join(results, f)).read() for f in os.listdir(results) if f.endswith('.log'))
+
+
+def test_bad_layer_name_fails_before_anything_is_written(tiny_pairs, teacher, exp_name, tmp_path):
+    opt = kd_options(exp_name, tiny_pairs, teacher)
+    opt['train']['feature_opt']['pairs'][0]['teacher'] = 'coeffs.gird'
+    result = train(write_options(str(tmp_path), opt))
+    assert result.returncode == 2
+    assert "train.feature_opt.pairs[0].teacher: HDRNet has no layer 'coeffs.gird'. Closest valid names: " \
+           'coeffs.grid' in result.stderr
+    assert not osp.exists(experiment(exp_name))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU/gloo path')
+def test_kd_torchrun_two_cpu_processes(tiny_pairs, teacher, exp_name, tmp_path):
+    opt = kd_options(exp_name, tiny_pairs, teacher)
+    opt['datasets']['train']['batch_size_per_gpu'] = 1
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={_free_port()}',
+           osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', write_options(str(tmp_path), opt), '--launcher', 'pytorch']
+    result = run(cmd, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = train_log(exp_name)
+    assert 'World size (gpu number): 2' in log and 'l_fwd:' in log
+    assert 'Teacher on tiny_val' in log
+    assert osp.isfile(experiment(exp_name, 'models', 'net_adapters_latest.pth'))
