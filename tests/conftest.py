@@ -1,6 +1,7 @@
 """Shared fixtures: paths, tiny paired datasets, options files and subprocess runners."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,13 @@ def shared_data(*parts: str) -> str:
     if not osp.exists(path):
         pytest.skip(f'{path} not present (development/CI data)')
     return path
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on right now (for torch.distributed)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def run(args: list[str], cwd: str = ROOT, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:

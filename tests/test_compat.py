@@ -1,6 +1,5 @@
 """Each compatibility fix: the trap is real without it, and gone with it."""
 import multiprocessing
-import socket
 import sys
 from os import path as osp
 
@@ -11,7 +10,7 @@ import torch
 from basicsr.utils.file_client import FileClient
 
 from kd_plugin.compat import APPLIED
-from tests.conftest import run
+from tests.conftest import free_port, run
 
 # Only the torchvision alias, without importing kd_plugin (whose import applies every fix).
 TORCHVISION_ALIAS_ONLY = ('import torchvision.transforms._functional_tensor as f\n'
@@ -117,11 +116,6 @@ def test_same_lmdb_opened_twice_and_after_fork(tiny_pairs):
     assert queue.get(timeout=5) == len(first.get('img0', 'gt'))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the trap is specific to machines without CUDA')
 def test_pytorch_launcher_initialises_gloo_and_wraps_ddp_on_cpu():
@@ -134,7 +128,7 @@ def test_pytorch_launcher_initialises_gloo_and_wraps_ddp_on_cpu():
             'net = m.model_to_device(torch.nn.Linear(2, 2))\n'
             'print(type(net).__name__, net.device_ids)\n')
     env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
-           'MASTER_PORT': str(_free_port())}
+           'MASTER_PORT': str(free_port())}
     result = run([sys.executable, '-c', code], env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ['gloo', 'DistributedDataParallel', 'None']

@@ -1,13 +1,12 @@
 """KDModel end to end through kd_plugin/train.py and kd_plugin/test.py, on tiny data, on CPU."""
 import os
-import socket
 import sys
 from os import path as osp
 
 import pytest
 import torch
 
-from tests.conftest import ROOT, experiment, run, sr_options, train, train_log, write_options
+from tests.conftest import ROOT, experiment, free_port, run, sr_options, train, train_log, write_options
 from tests.kd_fixtures import TINY_STUDENT, TINY_TEACHER, all_losses, save_teacher
 
 
@@ -69,17 +68,12 @@ def test_bad_layer_name_fails_before_anything_is_written(tiny_pairs, teacher, ex
     assert not osp.exists(experiment(exp_name))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU/gloo path')
 def test_kd_torchrun_two_cpu_processes(tiny_pairs, teacher, exp_name, tmp_path):
     opt = kd_options(exp_name, tiny_pairs, teacher)
     opt['datasets']['train']['batch_size_per_gpu'] = 1
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={_free_port()}',
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
            osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', write_options(str(tmp_path), opt), '--launcher', 'pytorch']
     result = run(cmd, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

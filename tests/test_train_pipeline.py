@@ -1,13 +1,12 @@
 """BasicSR's own pipeline through kd_plugin/train.py and kd_plugin/test.py, on tiny data, on CPU."""
 import os
-import socket
 import sys
 from os import path as osp
 
 import pytest
 import torch
 
-from tests.conftest import ROOT, experiment, run, sr_options, train, train_log, write_options
+from tests.conftest import ROOT, experiment, free_port, run, sr_options, train, train_log, write_options
 
 
 def test_disk_train_validate_checkpoint_auto_resume_elsewhere_and_test(tiny_pairs, exp_name, tmp_path):
@@ -54,17 +53,12 @@ def test_lmdb_train_and_val_on_same_database_with_workers(tiny_pairs, exp_name, 
     assert 'already open' not in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU/gloo path; the GPU check covers nccl')
 def test_torchrun_two_cpu_processes(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs, total_iter=4)
     opt['datasets']['train']['batch_size_per_gpu'] = 1
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={_free_port()}',
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
            osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', write_options(str(tmp_path), opt), '--launcher', 'pytorch']
     result = run(cmd, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
