@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from kd_plugin.checkpoint_io import check_checkpoint_options
 from kd_plugin.data.image_io import list_images
 
 
@@ -134,6 +135,15 @@ def checked_parse_options(parse_options: Callable) -> Callable:
     def wrapper(root_path: str, is_train: bool = True):
         opt, args = parse_options(root_path, is_train=is_train)
         check_options(opt)
+        resume = None
+        if getattr(args, 'auto_resume', False):
+            from kd_plugin.compat.resume import latest_training_state
+
+            resume = latest_training_state(opt['path']['training_states'])
+        try:
+            check_checkpoint_options(opt, resume)
+        except ValueError as err:
+            raise OptionError(str(err)) from err
         if not os.access(root_path, os.W_OK):
             raise OptionError(f'cannot write under {root_path!r}, where experiments/ and results/ go. '
                               'Fix: run from a writable clone of the project.')

@@ -65,6 +65,14 @@ def tiny_pairs(tmp_path_factory) -> str:
     return base
 
 
+@pytest.fixture(scope='session')
+def teacher(tmp_path_factory) -> str:
+    """A tiny random HDRNet x2 teacher checkpoint (``kd_fixtures.TINY_TEACHER``)."""
+    from tests.kd_fixtures import save_teacher
+
+    return save_teacher(str(tmp_path_factory.mktemp('kd_teacher')))
+
+
 def sr_options(name: str, data: str, backend: str = 'disk', total_iter: int = 4, **top) -> dict:
     """Options of a tiny EDSR x2 SRModel run on ``data`` (a ``tiny_pairs`` folder)."""
     suffix = '.lmdb' if backend == 'lmdb' else ''

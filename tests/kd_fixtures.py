@@ -50,3 +50,16 @@ def kd_model_options(teacher_path: str, losses: dict, models_dir: str, **top) ->
     }
     opt.update(top)
     return opt
+
+
+def kd_options(name: str, data: str, teacher: str, backend: str = 'disk', total_iter: int = 4) -> dict:
+    """Options of a tiny x2 KD run through train.py with all three losses (a ``tiny_pairs`` folder)."""
+    from tests.conftest import sr_options
+
+    opt = sr_options(name, data, backend=backend, total_iter=total_iter, model_type='KDModel')
+    opt['network_g'] = dict(TINY_STUDENT)
+    opt['network_t'] = dict(TINY_TEACHER)
+    opt['path']['pretrain_network_t'] = teacher
+    opt['train'].pop('pixel_opt')
+    opt['train'].update(all_losses())
+    return opt

@@ -144,3 +144,47 @@ def test_fixes_do_nothing_where_upstream_is_fine(monkeypatch):
     import_shims.provide_distutils()      # Python 3.11 still has distutils
     assert record.APPLIED == []
     assert sys.modules['scipy.ndimage.filters'] is before['scipy.ndimage.filters']
+
+
+class _Model:
+    """The attributes BaseModel's save methods read, nothing else."""
+
+    def __init__(self, folder):
+        import basicsr.models.base_model as base_model
+
+        self.opt = {'path': {'models': str(folder), 'training_states': str(folder)}}
+        self.net = torch.nn.Linear(2, 2)
+        self.optimizers = [torch.optim.Adam(self.net.parameters())]
+        self.schedulers = []
+        self.get_bare_model = lambda net: net
+        self.save_network = base_model.BaseModel.save_network.__get__(self)
+        self.save_training_state = base_model.BaseModel.save_training_state.__get__(self)
+
+
+def test_checkpoint_writes_are_atomic_and_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    assert 'atomic save_network (base_model.py)' in APPLIED
+    model = _Model(tmp_path)
+    model.save_network(model.net, 'net_g', 100)
+    model.save_training_state(0, 100)
+    saved = torch.load(tmp_path / 'net_g_100.pth', weights_only=True)
+    assert torch.equal(saved['params']['weight'], model.net.weight)
+    assert torch.load(tmp_path / '100.state', weights_only=True)['iter'] == 100
+    before = (tmp_path / 'net_g_100.pth').read_bytes()
+
+    real_save = torch.save
+
+    def dies_half_way(obj, f, *args, **kwargs):  # a full disk: some bytes written, then an error
+        f.write(b'\x80\x02partial')
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(torch, 'save', dies_half_way)
+    monkeypatch.setattr('time.sleep', lambda s: None)
+    with torch.no_grad():
+        model.net.weight.add_(1)
+    with pytest.raises(OSError, match=r"net_g_100\.pth.*No space left.*Fix: free disk space"):
+        model.save_network(model.net, 'net_g', 100)
+    with pytest.raises(OSError, match=r"200\.state"):
+        model.save_training_state(0, 200)
+    monkeypatch.setattr(torch, 'save', real_save)
+    assert (tmp_path / 'net_g_100.pth').read_bytes() == before  # the complete old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['100.state', 'net_g_100.pth']  # no temp, no 200.state

@@ -112,3 +112,43 @@ def test_teacher_checkpoint_of_another_arch_names_the_keys(tmp_path):
 
     with pytest.raises(ValueError, match=r"does not fit network_t \(HDRNet\): missing keys \['head.weight'"):
         check_kd_options(kd_model_options(other, all_losses(), str(tmp_path)))
+
+
+def test_bf16_channels_last_teacher_path_runs_the_teacher_fast_and_trains(teacher_path, tmp_path):
+    fast_opt = kd_model_options(teacher_path, all_losses(), str(tmp_path))
+    fast_opt['train']['teacher'] = {'autocast': 'bf16', 'channels_last': True}
+    torch.manual_seed(0)
+    fast = build_model(fast_opt)
+    ref = make_model(teacher_path, tmp_path, all_losses())
+    assert fast.teacher_dtype is torch.bfloat16 and fast.teacher_channels_last
+    assert fast.net_t.head.weight.is_contiguous(memory_format=torch.channels_last)
+    lq = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        out_fast, out_ref = fast.teacher_forward(lq), ref.teacher_forward(lq)
+    err = (out_fast.float() - out_ref).abs().max().item()
+    assert 0 < err < 0.05  # bf16 has 8 bits of mantissa: different, but close to the fp32 teacher
+
+    fast.feed_data({'lq': lq, 'gt': torch.rand(2, 3, 32, 32)})
+    student_before = params(fast.net_g)
+    fast.optimize_parameters(1)
+    assert all(torch.isfinite(torch.tensor(v)) for v in fast.log_dict.values())
+    assert any(not torch.equal(p, student_before[n]) for n, p in fast.net_g.named_parameters())
+    assert all(p.dtype is torch.float32 for p in fast.net_g.parameters())
+
+
+def test_window_teacher_is_padded_to_its_window_and_cropped_back(tmp_path):
+    """A SwinIR teacher only takes multiples of window_size; validation images are any size."""
+    swin = {'type': 'SwinIR', 'upscale': 2, 'img_size': 16, 'window_size': 4, 'embed_dim': 12, 'depths': [1],
+            'num_heads': [2], 'mlp_ratio': 1, 'upsampler': 'pixelshuffledirect', 'img_range': 1.0}
+    path = save_teacher(str(tmp_path), swin)
+    opt = kd_model_options(path, {'distill_opt': all_losses()['distill_opt']}, str(tmp_path), network_t=swin)
+    model = build_model(opt)
+    assert model.teacher_pad_to == 4
+    lq = torch.rand(1, 3, 10, 14)
+    with torch.no_grad():
+        out = model.teacher_forward(lq)
+        padded = model.net_t(torch.nn.functional.pad(lq, (0, 2, 0, 2), mode='reflect'))
+    assert out.shape == (1, 3, 20, 28)
+    assert torch.equal(out, padded[..., :20, :28])
+    with pytest.raises(RuntimeError):
+        model.net_t(lq)  # what the padding avoids

@@ -6,23 +6,8 @@ from os import path as osp
 import pytest
 import torch
 
-from tests.conftest import ROOT, experiment, free_port, run, sr_options, train, train_log, write_options
-from tests.kd_fixtures import TINY_STUDENT, TINY_TEACHER, all_losses, save_teacher
-
-
-def kd_options(name: str, data: str, teacher: str, backend: str = 'disk', total_iter: int = 4) -> dict:
-    opt = sr_options(name, data, backend=backend, total_iter=total_iter, model_type='KDModel')
-    opt['network_g'] = dict(TINY_STUDENT)
-    opt['network_t'] = dict(TINY_TEACHER)
-    opt['path']['pretrain_network_t'] = teacher
-    opt['train'].pop('pixel_opt')
-    opt['train'].update(all_losses())
-    return opt
-
-
-@pytest.fixture(scope='module')
-def teacher(tmp_path_factory):
-    return save_teacher(str(tmp_path_factory.mktemp('kd_teacher')))
+from tests.conftest import ROOT, experiment, free_port, run, train, train_log, write_options
+from tests.kd_fixtures import TINY_STUDENT, kd_options
 
 
 @pytest.mark.parametrize('backend', ['disk', 'lmdb'])

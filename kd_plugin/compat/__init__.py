@@ -22,13 +22,14 @@ def apply_import_fixes() -> None:
 
 def apply_runtime_fixes() -> None:
     """Patch BasicSR functions whose behaviour is wrong on this stack (imports basicsr)."""
-    from kd_plugin.compat import distributed, lmdb_envs, resume
+    from kd_plugin.compat import checkpoints, distributed, lmdb_envs, resume
 
     resume.patch_load_resume_state()
     resume.patch_check_resume()
     lmdb_envs.patch_lmdb_backend()
     distributed.patch_init_dist_pytorch()
     distributed.patch_model_to_device()
+    checkpoints.patch_atomic_checkpoints()
 
 
 __all__ = ['APPLIED', 'apply_import_fixes', 'apply_runtime_fixes']

@@ -6,6 +6,7 @@ from os import path as osp
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
@@ -17,7 +18,7 @@ from torch import nn
 from kd_plugin.distill.recorder import FeatureRecorder
 from kd_plugin.distill.substitution import replaced_output
 from kd_plugin.distill.wiring import wire
-from kd_plugin.models.kd_options import LOSS_KEYS, check_teacher_checkpoint, probe_input, teacher_dtype
+from kd_plugin.models.kd_options import LOSS_KEYS, check_teacher_checkpoint, probe_input, teacher_dtype, teacher_pad_to
 
 ADAPTER_LABEL = 'net_adapters'
 
@@ -88,6 +89,7 @@ class KDModel(SRModel):
         teacher_opt = self.opt['train'].get('teacher') or {}
         self.teacher_dtype = teacher_dtype(teacher_opt, self.device)
         self.teacher_channels_last = bool(teacher_opt.get('channels_last', False))
+        self.teacher_pad_to = teacher_pad_to(self.opt)
         if self.teacher_channels_last:
             self.net_t.to(memory_format=torch.channels_last)
         self.print_network(self.net_t)
@@ -114,12 +116,22 @@ class KDModel(SRModel):
 
     # ----------------------------------------------------------------- training
     def teacher_forward(self, lq: torch.Tensor) -> torch.Tensor:
-        """The teacher's SR output for ``lq`` in the configured fast path (no autograd context here)."""
+        """The teacher's SR output ``[B, C, s*h, s*w]`` for ``lq`` ``[B, C, h, w]`` in the configured fast
+        path (no autograd context is set here). Sides that are not multiples of ``train.teacher.pad_to``
+        are reflect-padded for the teacher and the output cropped back, as BasicSR's SwinIRModel does
+        at test time; training patches are multiples already, so hooked features keep their shapes."""
+        h, w = lq.shape[-2:]
+        pad_h, pad_w = -h % self.teacher_pad_to, -w % self.teacher_pad_to
+        if pad_h or pad_w:
+            mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+            lq = F.pad(lq, (0, pad_w, 0, pad_h), mode=mode)
         if self.teacher_channels_last:
             lq = lq.contiguous(memory_format=torch.channels_last)
         context = torch.autocast(self.device.type, dtype=self.teacher_dtype) if self.teacher_dtype else nullcontext()
         with context:
-            return self.net_t(lq)
+            out = self.net_t(lq)
+        scale = self.opt['scale']
+        return out[..., :h * scale, :w * scale] if pad_h or pad_w else out
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()

@@ -5,6 +5,8 @@ from typing import Any
 
 import torch
 
+from kd_plugin.checkpoint_io import load_weights_only
+
 #: Loss keys under ``train:`` that KDModel reads, in the order of the total loss.
 LOSS_KEYS = ('pixel_opt', 'perceptual_opt', 'distill_opt', 'feature_opt', 'forward_opt')
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16}
@@ -36,6 +38,16 @@ def teacher_dtype(teacher_opt: dict[str, Any], device: torch.device) -> torch.dt
     return _DTYPES[name]
 
 
+def teacher_pad_to(opt: dict[str, Any]) -> int:
+    """Multiple the teacher's input sides are padded to: ``train.teacher.pad_to``, else the teacher's
+    ``window_size`` (SwinIR-style archs only take multiples of it), else 1 (no padding)."""
+    teacher_opt = (opt.get('train') or {}).get('teacher') or {}
+    value = teacher_opt.get('pad_to', opt['network_t'].get('window_size', 1))
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f'train.teacher.pad_to: {value!r} must be a positive integer (1: no padding)')
+    return value
+
+
 def probe_input(opt: dict[str, Any], device: torch.device | str = 'cpu') -> torch.Tensor:
     """A dummy LR batch for shape probing: the training patch size when known, else 32x32."""
     train = (opt.get('datasets') or {}).get('train') or {}
@@ -53,12 +65,7 @@ def _construct(registry, opt: dict[str, Any]):
 
 def teacher_state_dict(opt: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The teacher's parameters from its checkpoint (``param_key_t``, default ``params``), safely unpickled."""
-    path = check_teacher_checkpoint(opt)
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001  (corrupt file, foreign pickle, ...: all mean "not usable")
-        raise ValueError(f'path.pretrain_network_t: cannot load {path!r} as a weights-only checkpoint ({err}). '
-                         'Fix: point it at a .pth file saved by BasicSR/kd_plugin') from err
+    ckpt = load_weights_only(check_teacher_checkpoint(opt), 'path.pretrain_network_t')
     key = opt['path'].get('param_key_t', 'params')
     if isinstance(ckpt, dict) and key in ckpt:
         return ckpt[key]
@@ -96,6 +103,7 @@ def check_kd_options(opt: dict[str, Any]) -> None:
         raise ValueError('KDModel: no loss configured. Fix: set at least one of train.pixel_opt, '
                          'train.distill_opt, train.feature_opt, train.forward_opt')
     teacher_dtype(train.get('teacher') or {}, torch.device('cuda' if opt.get('num_gpu') else 'cpu'))
+    teacher_pad_to(opt)
     student = _construct(ARCH_REGISTRY, opt['network_g'])
     teacher = _construct(ARCH_REGISTRY, opt['network_t'])
     check_teacher_matches(opt, teacher)

@@ -1,0 +1,218 @@
+"""What distillation costs per step: ``python -m kd_plugin.benchmark.kd_overhead -opt <KD options file>``.
+
+Builds, from one KD options file (archs, losses, batch and patch size), the real ``KDModel`` and a
+plain ``SRModel`` for the same student, then measures in one run, on the same batch:
+
+* ``student``: one ``SRModel`` training step (pixel loss only);
+* ``teacher``: one teacher forward under ``no_grad`` as the file configures it, in fp32, and in
+  bf16 (CPU) / fp16 (CUDA) with channels_last (or the file's autocast dtype);
+* ``kd``: one ``KDModel`` step with the file's losses minus forward adaptation;
+* ``kd + fwd``: the same with forward adaptation, whose extra cost is reported on its own.
+
+The headline is ``kd / (student + teacher)``: the price of the KD plumbing itself (hooks,
+adapters, loss terms), which should stay near 1. Peak memory is CUDA's allocator peak on a GPU and
+the growth of the peak RSS over two steps in a fresh subprocess on the CPU (Linux).
+
+The teacher's weights are random (cost does not depend on them), so no checkpoint is needed.
+"""
+import argparse
+import multiprocessing
+import os
+import platform
+import tempfile
+from copy import deepcopy
+from typing import Any
+
+import torch
+import yaml
+from basicsr.archs import build_network
+from basicsr.models import build_model
+
+import kd_plugin  # noqa: F401  (registers archs, losses, KDModel; importing the package applied the fixes)
+from kd_plugin.benchmark.timing import autocast_context, interleaved_medians
+
+
+def _load_options(path: str) -> dict[str, Any]:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def model_options(kd_opt: dict[str, Any], teacher_path: str, device: str, variant: str) -> dict[str, Any]:
+    """In-process options for ``variant``: ``student`` (SRModel, pixel loss), ``kd`` (no forward
+    adaptation) or ``kd_fwd`` (all of the file's losses)."""
+    train = deepcopy(kd_opt['train'])
+    train['ema_decay'] = 0
+    opt = {
+        'name': 'kd_overhead', 'scale': kd_opt['scale'], 'num_gpu': 1 if device == 'cuda' else 0,
+        'is_train': True, 'dist': False, 'rank': 0, 'world_size': 1,
+        'network_g': deepcopy(kd_opt['network_g']), 'datasets': deepcopy(kd_opt.get('datasets', {})),
+        'path': {'models': tempfile.gettempdir(), 'resume_state': None},
+    }
+    if variant == 'student':
+        opt['model_type'] = 'SRModel'
+        pixel = train.get('pixel_opt') or {'type': 'L1Loss', 'loss_weight': 1.0}
+        opt['train'] = {'optim_g': train['optim_g'], 'scheduler': train['scheduler'], 'pixel_opt': pixel}
+        return opt
+    if variant == 'kd':
+        train.pop('forward_opt', None)
+    opt.update(model_type='KDModel', train=train, network_t=deepcopy(kd_opt['network_t']))
+    opt['path'].update(pretrain_network_t=teacher_path, param_key_t='params', strict_load_t=True)
+    return opt
+
+
+def _batch(kd_opt: dict[str, Any], device: str, batch: int | None, patch: int | None) -> dict[str, torch.Tensor]:
+    train_set = kd_opt['datasets']['train']
+    n = batch or train_set['batch_size_per_gpu']
+    gt = patch or train_set['gt_size']
+    scale = kd_opt['scale']
+    g = torch.Generator().manual_seed(0)
+    return {'lq': torch.rand(n, 3, gt // scale, gt // scale, generator=g).to(device),
+            'gt': torch.rand(n, 3, gt, gt, generator=g).to(device)}
+
+
+def _build(kd_opt, teacher_path, device, variant, data):
+    torch.manual_seed(0)
+    model = build_model(model_options(kd_opt, teacher_path, device, variant))
+    model.feed_data(data)
+    return model
+
+
+def _proc_status_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ':'))
+
+
+def _step_peak(args: tuple) -> float:
+    """In a fresh process: peak RSS growth (MiB) over two steps of ``variant`` (``teacher``: two forwards).
+
+    Linux only: ``/proc/self/clear_refs`` resets the high-water mark ``VmHWM`` to the current RSS
+    after set-up, so the figure is what the steps themselves add (``ru_maxrss`` would not do: it
+    keeps the parent's peak across fork and exec)."""
+    kd_opt, teacher_path, variant, batch, patch, threads = args
+    torch.set_num_threads(threads)
+    data = _batch(kd_opt, 'cpu', batch, patch)
+    model = _build(kd_opt, teacher_path, 'cpu', 'kd' if variant == 'teacher' else variant, data)
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+    before = _proc_status_kib('VmRSS')
+    for i in range(2):
+        if variant == 'teacher':
+            with torch.no_grad():
+                model.teacher_forward(data['lq'])
+        else:
+            model.optimize_parameters(i + 1)
+    return (_proc_status_kib('VmHWM') - before) / 1024
+
+
+def _cuda_peak(fn, device: torch.device) -> float:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _path_name(dtype: torch.dtype | None, channels_last: bool) -> str:
+    name = {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]
+    return name + (' + channels_last' if channels_last else '')
+
+
+def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = None, patch: int | None = None,
+            threads: int = 2) -> dict[str, float]:
+    """All timings (seconds) and peaks (MiB) for one KD options dict; see the module docstring."""
+    dev = torch.device(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher_path = os.path.join(tmp, 'teacher.pth')
+        torch.manual_seed(0)
+        torch.save({'params': build_network(deepcopy(kd_opt['network_t'])).state_dict()}, teacher_path)
+        data = _batch(kd_opt, device, batch, patch)
+        models = {v: _build(kd_opt, teacher_path, device, v, data) for v in ('student', 'kd', 'kd_fwd')}
+        kd = models['kd']
+        counter = iter(range(1, 10**6))
+
+        def step(model):
+            return lambda: model.optimize_parameters(next(counter))
+
+        def teacher(net, dtype, channels_last):
+            lq = data['lq'].contiguous(memory_format=torch.channels_last) if channels_last else data['lq']
+
+            def run():
+                with torch.no_grad(), autocast_context(dev, dtype):
+                    net(lq)
+            return run
+
+        fast_dtype = kd.teacher_dtype or (torch.float16 if device == 'cuda' else torch.bfloat16)
+        plain = deepcopy(kd.net_t).to(memory_format=torch.contiguous_format)
+        fast_net = deepcopy(kd.net_t).to(memory_format=torch.channels_last)
+        fns = {'student': step(models['student']), 'kd': step(models['kd']), 'kd_fwd': step(models['kd_fwd']),
+               'teacher': teacher(kd.net_t, kd.teacher_dtype, kd.teacher_channels_last),
+               'teacher_fp32': teacher(plain, None, False), 'teacher_fast': teacher(fast_net, fast_dtype, True)}
+        row = interleaved_medians(fns, dev, warmup=1 if device == 'cpu' else 5, runs=runs, grad=True)
+        row['teacher_path'] = _path_name(kd.teacher_dtype, kd.teacher_channels_last)
+        row['fast_path'] = _path_name(fast_dtype, True)
+        if device == 'cuda':
+            for name, fn in (('student', step(models['student'])), ('teacher', fns['teacher']),
+                             ('kd', step(models['kd'])), ('kd_fwd', step(models['kd_fwd']))):
+                row[f'{name}_peak_mib'] = _cuda_peak(fn, dev)
+        else:
+            ctx = multiprocessing.get_context('spawn')
+            with ctx.Pool(1, maxtasksperchild=1) as pool:
+                for name in ('student', 'teacher', 'kd', 'kd_fwd'):
+                    row[f'{name}_peak_mib'] = pool.apply(_step_peak, ((kd_opt, teacher_path, name, batch, patch,
+                                                                       threads),))
+    return row
+
+
+def report(row: dict[str, float], title: str) -> str:
+    """The markdown report of ``measure``'s row."""
+    base = row['student'] + row['teacher']
+    fwd_extra = row['kd_fwd'] - row['kd']
+    lines = [title, '', '| measurement | ms | ratio |', '|---|---|---|',
+             f'| student-only step (SRModel) | {row["student"] * 1e3:.1f} | |',
+             f'| teacher forward, no_grad, as configured ({row["teacher_path"]}) | {row["teacher"] * 1e3:.1f} | |',
+             f'| teacher forward, no_grad, fp32 | {row["teacher_fp32"] * 1e3:.1f} | |',
+             f'| teacher forward, no_grad, {row["fast_path"]} | {row["teacher_fast"] * 1e3:.1f} | '
+             f'speed-up over fp32: {row["teacher_fp32"] / row["teacher_fast"]:.2f}x |',
+             f'| KD step, output + feature losses | {row["kd"] * 1e3:.1f} | '
+             f'**KD / (student + teacher) = {row["kd"] / base:.3f}** |',
+             f'| KD step, + forward adaptation | {row["kd_fwd"] * 1e3:.1f} | '
+             f'extra {fwd_extra * 1e3:.1f} ms = {fwd_extra / row["teacher"]:.2f}x a teacher forward |',
+             '', '| peak memory (MiB) | student step | teacher fwd | student + teacher | KD step | KD + fwd step |',
+             '|---|---|---|---|---|---|',
+             f'| | {row["student_peak_mib"]:.0f} | {row["teacher_peak_mib"]:.0f} | '
+             f'{row["student_peak_mib"] + row["teacher_peak_mib"]:.0f} | {row["kd_peak_mib"]:.0f} | '
+             f'{row["kd_fwd_peak_mib"]:.0f} |']
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('-opt', required=True, help='a KD options file (options/train/KD/...)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, default=2, help='CPU threads')
+    parser.add_argument('--runs', type=int, default=7)
+    parser.add_argument('--batch', type=int, help='override datasets.train.batch_size_per_gpu')
+    parser.add_argument('--patch', type=int, help='override datasets.train.gt_size')
+    parser.add_argument('--autocast', help='override train.teacher.autocast (bf16/fp16)')
+    parser.add_argument('--channels-last', action='store_true', help='set train.teacher.channels_last')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    kd_opt = _load_options(args.opt)
+    teacher_opt = kd_opt['train'].setdefault('teacher', {}) or {}
+    kd_opt['train']['teacher'] = teacher_opt
+    if args.autocast:
+        teacher_opt['autocast'] = args.autocast
+    if args.channels_last:
+        teacher_opt['channels_last'] = True
+    row = measure(kd_opt, args.device, args.runs, args.batch, args.patch, args.threads)
+    train_set = kd_opt['datasets']['train']
+    device = torch.cuda.get_device_name() if args.device == 'cuda' else \
+        f'{platform.processor() or platform.machine()}, {args.threads} threads'
+    title = (f'{os.path.basename(args.opt)}: {kd_opt["network_t"]["type"]} -> {kd_opt["network_g"]["type"]}, '
+             f'x{kd_opt["scale"]}, batch {args.batch or train_set["batch_size_per_gpu"]}, '
+             f'patch {args.patch or train_set["gt_size"]}, {device}, torch {torch.__version__}')
+    print(report(row, title))
+
+
+if __name__ == '__main__':
+    main()

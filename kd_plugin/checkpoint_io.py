@@ -1,0 +1,43 @@
+"""Loading checkpoints that may come from strangers: tensors and numbers only, never code.
+
+``torch.load(..., weights_only=True)`` unpickles only tensors, containers, numbers and a short
+allow-list of types; a pickle that would import and call anything else is refused before it runs.
+This module turns torch's refusals into messages that name the option and the fix.
+"""
+import pickle
+from os import path as osp
+from typing import Any
+
+import torch
+
+
+def load_weights_only(path: str, option: str) -> Any:
+    """The object saved in ``path``, unpickled with ``weights_only=True`` onto the CPU.
+
+    Raises ``ValueError`` naming ``option`` when the file is missing, is not a weights-only
+    checkpoint (it would run code when unpickled) or is truncated/corrupt.
+    """
+    if not osp.isfile(path):
+        raise ValueError(f'{option}: {path!r} does not exist. Fix: correct the path')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f'{option}: refused to load {path!r}: it holds Python objects beyond tensors and numbers, '
+                         f'and unpickling them could run code ({reason}). Fix: use a checkpoint saved by '
+                         'BasicSR/kd_plugin, or re-save only its state_dict from a trusted copy') from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise ValueError(f'{option}: cannot read {path!r} as a PyTorch checkpoint ({str(err).splitlines()[0]}); the '
+                         'file is truncated or not a .pth file. Fix: point it at a complete checkpoint') from err
+
+
+def check_checkpoint_options(opt: dict[str, Any], resume_path: str | None = None) -> None:
+    """Every checkpoint the run would load (``path.pretrain_network_*``, ``path.resume_state`` or the
+    state ``--auto_resume`` would pick, given as ``resume_path``) loads weights-only."""
+    paths = opt.get('path') or {}
+    for key, value in paths.items():
+        if key.startswith('pretrain_network_') and value:
+            load_weights_only(value, f'path.{key}')
+    state = resume_path or paths.get('resume_state')
+    if state:
+        load_weights_only(state, 'path.resume_state' if not resume_path else '--auto_resume state')

@@ -1,0 +1,43 @@
+"""The benchmark scripts run end to end on tiny settings (their figures are measured, not asserted)."""
+import re
+
+from kd_plugin.benchmark import arch_cost, kd_overhead
+from tests.kd_fixtures import TINY_STUDENT, TINY_TEACHER, all_losses
+
+
+def tiny_kd_options() -> dict:
+    return {'scale': 2, 'network_g': dict(TINY_STUDENT), 'network_t': dict(TINY_TEACHER),
+            'datasets': {'train': {'gt_size': 32, 'batch_size_per_gpu': 2}},
+            'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3},
+                      'scheduler': {'type': 'MultiStepLR', 'milestones': [10], 'gamma': 0.5},
+                      'teacher': {'autocast': None}, **all_losses()}}
+
+
+def test_kd_overhead_measures_every_path_and_reports_ratios():
+    row = kd_overhead.measure(tiny_kd_options(), 'cpu', runs=2, threads=1)
+    for key in ('student', 'kd', 'kd_fwd', 'teacher', 'teacher_fp32', 'teacher_fast'):
+        assert row[key] > 0, key
+    for key in ('student', 'teacher', 'kd', 'kd_fwd'):
+        assert row[f'{key}_peak_mib'] >= 0, key
+    assert row['teacher_path'] == 'fp32' and row['fast_path'] == 'bf16 + channels_last'
+    text = kd_overhead.report(row, 'tiny')
+    ratio = float(re.search(r'KD / \(student \+ teacher\) = ([0-9.]+)', text).group(1))
+    assert abs(ratio - row['kd'] / (row['student'] + row['teacher'])) < 1e-3
+
+
+def test_kd_overhead_options_keep_the_files_losses_and_drop_only_forward_adaptation():
+    opt = tiny_kd_options()
+    kd = kd_overhead.model_options(opt, 't.pth', 'cpu', 'kd')
+    assert {'distill_opt', 'feature_opt', 'pixel_opt'} <= set(kd['train']) and 'forward_opt' not in kd['train']
+    assert 'forward_opt' in kd_overhead.model_options(opt, 't.pth', 'cpu', 'kd_fwd')['train']
+    student = kd_overhead.model_options(opt, 't.pth', 'cpu', 'student')
+    assert student['model_type'] == 'SRModel' and 'network_t' not in student
+    assert set(student['train']) == {'optim_g', 'scheduler', 'pixel_opt'}
+    assert 'forward_opt' in opt['train']  # the caller's options are not modified
+
+
+def test_arch_cost_prints_the_table(capsys):
+    arch_cost.main(['--lr-size', '12', '20', '--runs', '1', '--threads', '1'])
+    out = capsys.readouterr().out
+    for name in ('HDRNet', 'DeformableHDRNet', 'EDSR (32x4)', 'SRVGGNetCompact'):
+        assert f'| {name} |' in out
