@@ -19,6 +19,9 @@ setup(
         'lmdb>=1.4,<4',
         'Pillow>=10,<13',
         'scikit-image>=0.22,<0.27',
+        # The benchmark's PSNR-vs-cost plots (PNG); tqdm's progress bars come with basicsr.
+        'matplotlib>=3.7,<4',
+        'tqdm>=4.60',
         # Provides `distutils` on Python >= 3.12, which basicsr/archs/arch_util.py:6 imports.
         'setuptools>=68',
     ],
