@@ -16,9 +16,9 @@ $(VENV)/.installed: setup.py
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# Photo set, then DeformableHDRNet without and with KD from the shipped HDRNet teacher (kd_plugin/demo.py).
 demo: setup
-	$(BIN)/python -m kd_plugin.prepare photos --output datasets/photos --scales 4
-	$(BIN)/python kd_plugin/train.py -opt options/train/EDSR/train_EDSR_tiny_photos_x4.yml
+	$(BIN)/python -m kd_plugin.demo
 
 # Development data from ../shared/data: T91 pairs for training, links to Set5/Set14/BSD100 for validation.
 data: setup

@@ -1,5 +1,6 @@
 """Data preparation: ``python -m kd_plugin.prepare {lr,lmdb,crop,photos} ...`` (``--help`` on each)."""
 import argparse
+import os
 import sys
 from os import path as osp
 
@@ -54,15 +55,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: training photos are cut into sub-images of this size (HR px, step half of it): decoding a 2 MP
+#: PNG per sample would cost more CPU than the small nets' training step.
+PHOTO_CROP = 192
+
+
 def prepare_photos(output: str, scales: list[int], lmdb: bool) -> None:
-    """Build (once) the no-download paired dataset under ``output``."""
-    marker = osp.join(output, f".complete-x{'-'.join(map(str, scales))}{'-lmdb' if lmdb else ''}")
+    """Build (once) the no-download paired dataset under ``output``.
+
+    ``train/HR`` holds the whole training photos, ``train/HR_sub`` their overlapping sub-images and
+    ``train/X{s}/{HR,LR}`` the pairs made from those; ``val/X{s}/{HR,LR}`` the whole validation photos.
+    A folder left by an earlier layout is archived (renamed), not deleted."""
+    from basicsr.utils import mkdir_and_rename
+
+    marker = osp.join(output, f".complete-v2-x{'-'.join(map(str, scales))}{'-lmdb' if lmdb else ''}")
     if osp.exists(marker):
         print(f'{output}: already prepared', flush=True)
         return
+    for stale in [osp.join(output, 'train', 'HR_sub')] + [osp.join(output, 'train', f'X{s}') for s in scales]:
+        if osp.exists(stale):
+            mkdir_and_rename(stale)
+            os.rmdir(stale)
     folders = write_photos(output)
-    for hr in folders.values():
-        make_lr_pairs(hr, osp.dirname(hr), scales, overwrite=True)
+    sub = osp.join(output, 'train', 'HR_sub')
+    crop_subimages(folders['train'], sub, PHOTO_CROP, PHOTO_CROP // 2, min_size=PHOTO_CROP // 2)
+    make_lr_pairs(sub, osp.join(output, 'train'), scales, overwrite=True)
+    make_lr_pairs(folders['val'], osp.join(output, 'val'), scales, overwrite=True)
     if lmdb:
         for s in scales:
             base = osp.join(output, 'train', f'X{s}')

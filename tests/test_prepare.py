@@ -1,4 +1,5 @@
 """`python -m kd_plugin.prepare`: LR pairs, LMDBs BasicSR can read, sub-images, the no-download photos."""
+import os
 import sys
 from os import path as osp
 
@@ -114,4 +115,15 @@ def test_photos_dataset_is_built_once(tmp_path):
     assert hr.shape == (400, 600, 3)
     assert np.array_equal(read_image(osp.join(out, 'val', 'X4', 'LR', 'coffee.png')), bicubic_downscale(hr, 4))
     assert osp.isfile(osp.join(out, 'train', 'X4', 'LR.lmdb', 'data.mdb'))
+    crops = os.listdir(osp.join(out, 'train', 'X4', 'HR'))
+    assert 'astronaut_s001.png' in crops and len(crops) > 100
+    assert read_image(osp.join(out, 'train', 'X4', 'LR', 'astronaut_s001.png')).shape == (48, 48, 3)
     assert 'already prepared' in prepare('photos', '--output', out, '--scales', '4', '--lmdb').stdout
+
+    # an older layout (whole photos in train/X4) is archived, not deleted
+    os.remove(osp.join(out, '.complete-v2-x4-lmdb'))
+    open(osp.join(out, 'train', 'X4', 'HR', 'mine.png'), 'w').close()
+    assert prepare('photos', '--output', out, '--scales', '4').returncode == 0
+    archived = [d for d in os.listdir(osp.join(out, 'train')) if d.startswith('X4_archived_')]
+    assert len(archived) == 1 and osp.isfile(osp.join(out, 'train', archived[0], 'HR', 'mine.png'))
+    assert not osp.exists(osp.join(out, 'train', 'X4', 'HR', 'mine.png'))

@@ -1,0 +1,193 @@
+"""The no-download distillation demo: ``python -m kd_plugin.demo`` (``make demo``).
+
+1. builds the paired photo set from scikit-image's bundled photographs (PNG folders and LMDB);
+2. checks the shipped teacher ``checkpoints/HDRNet_photos_x4.pth`` against its SHA-256;
+3. trains DeformableHDRNet without KD and then with KD from the teacher, both through
+   ``kd_plugin/train.py -opt`` (BasicSR's own pipeline; progress bar and its log lines shown);
+4. scores bicubic, both students and the teacher on the validation photos and draws crops
+   side by side (bicubic | student | KD student | teacher | ground truth).
+
+Outputs go to ``results/<tag>/``; an earlier ``results/<tag>`` is archived (renamed with a
+timestamp, as BasicSR does with ``experiments/``), never overwritten.
+"""
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from os import path as osp
+
+import cv2
+import numpy as np
+import torch
+import yaml
+from basicsr.utils import mkdir_and_rename
+from tqdm import tqdm
+
+from kd_plugin.benchmark.models import ModelSpec, load_model, network_upscaler
+from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
+from kd_plugin.prepare import prepare_photos
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TEACHER = osp.join('checkpoints', 'HDRNet_photos_x4.pth')
+TEACHER_SHA256 = osp.join('checkpoints', 'SHA256SUMS')
+STUDENT_OPT = osp.join('options', 'train', 'DeformableHDRNet', 'train_DeformableHDRNet_photos_x4.yml')
+KD_OPT = osp.join('options', 'train', 'KD', 'train_KD_HDRNet_to_DeformableHDRNet_photos_x4.yml')
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_teacher(root: str) -> str:
+    """The shipped teacher's path, after checking it against ``checkpoints/SHA256SUMS``."""
+    path = osp.join(root, TEACHER)
+    with open(osp.join(root, TEACHER_SHA256)) as f:
+        expected = dict(reversed(line.split()) for line in f if line.strip())
+    actual = sha256(path)
+    if expected.get(osp.basename(path)) != actual:
+        raise SystemExit(f'error: {path} has SHA-256 {actual}, expected {expected.get(osp.basename(path))}. '
+                         'Fix: git checkout checkpoints/ (the file was modified or is a Git LFS pointer)')
+    return path
+
+
+def run_options(source: str, name: str, total_iter: int | None, out_dir: str) -> tuple[str, dict]:
+    """A copy of options file ``source`` renamed ``name`` (and with ``total_iter``), written to ``out_dir``."""
+    with open(osp.join(ROOT, source)) as f:
+        opt = yaml.safe_load(f)
+    opt['name'] = name
+    if total_iter:
+        train = opt['train']
+        train['total_iter'] = total_iter
+        train['scheduler']['periods'] = [total_iter]
+        train['warmup_iter'] = min(train.get('warmup_iter', -1), total_iter // 10)
+        opt['val']['val_freq'] = max(total_iter // 2, 1)
+        opt['logger']['save_checkpoint_freq'] = max(total_iter // 2, 1)
+        opt['logger']['print_freq'] = max(min(opt['logger']['print_freq'], total_iter // 4), 1)
+    path = osp.join(out_dir, f'{name}.yml')
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return path, opt
+
+
+def train_with_progress(opt_path: str, opt: dict, label: str) -> float:
+    """Run ``kd_plugin/train.py -opt`` with BasicSR's log lines above a progress bar; returns seconds."""
+    start = time.time()
+    cmd = [sys.executable, '-u', osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', opt_path]
+    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc, \
+            tqdm(total=opt['train']['total_iter'], desc=label, unit='it', dynamic_ncols=True) as bar:
+        tail = []
+        for line in proc.stdout:
+            tail = (tail + [line])[-40:]
+            if 'iter:' in line and 'lr:(' in line:
+                bar.update(int(line.split('iter:')[1].split(',')[0]) - bar.n)
+            if any(key in line for key in ('iter:', '# psnr', '# ssim', 'Teacher on', 'Start training',
+                                           'End of training', 'error')):
+                tqdm.write(line.rstrip())
+        if proc.wait() != 0:
+            raise SystemExit(f'error: {label} training failed:\n' + ''.join(tail))
+        bar.update(bar.total - bar.n)
+    return time.time() - start
+
+
+def informative_crop(images: list[np.ndarray], gt: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left of the ``size`` window where the outputs differ most from each other (and from
+    bicubic): where the difference between methods shows."""
+    stack = np.stack([im.astype(np.float32) for im in images])
+    spread = stack.std(axis=0).mean(axis=-1) if stack.ndim == 4 else stack.std(axis=0)
+    score = cv2.boxFilter(spread, -1, (size, size), normalize=True, borderType=cv2.BORDER_CONSTANT)
+    h, w = gt.shape[:2]
+    half = size // 2
+    score = score[half:h - half + 1, half:w - half + 1] if h > size and w > size else score
+    y, x = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(min(y, max(h - size, 0))), int(min(x, max(w - size, 0)))
+
+
+def side_by_side(panels: dict[str, np.ndarray], gt: np.ndarray, size: int = 96, zoom: int = 3) -> np.ndarray:
+    """Crops of each panel (same window) enlarged ``zoom`` x with nearest neighbour, labelled."""
+    y, x = informative_crop(list(panels.values()), gt, size)
+    tiles = []
+    for label, img in {**panels, 'ground truth': gt}.items():
+        crop = cv2.resize(img[y:y + size, x:x + size], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+        crop = cv2.copyMakeBorder(crop, 28, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+        cv2.putText(crop, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(crop)
+    return np.concatenate(tiles, axis=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m kd_plugin.demo', description=__doc__.splitlines()[0])
+    parser.add_argument('--iters', type=int, help='override total_iter of both runs (default: the files\')')
+    parser.add_argument('--tag', default='demo', help='results/<tag>/ and experiments/<tag>_*')
+    parser.add_argument('--no-baseline', action='store_true', help='skip the student trained without KD')
+    args = parser.parse_args(argv)
+    t0 = time.time()
+    out = osp.join(ROOT, 'results', args.tag)
+    mkdir_and_rename(out)  # an earlier demo's results are archived, not overwritten
+    options_dir = osp.join(out, 'options')
+    os.makedirs(options_dir)
+
+    print('[1/4] photo set (scikit-image\'s bundled photographs; train: 6 photos, val: chelsea, coffee)', flush=True)
+    photos = osp.join(ROOT, 'datasets', 'photos')
+    prepare_photos(photos, [4], lmdb=True)
+    print(f'[2/4] teacher {check_teacher(ROOT)} (SHA-256 checked)', flush=True)
+
+    print('[3/4] training through kd_plugin/train.py (BasicSR pipeline)', flush=True)
+    runs = {}
+    plan = [] if args.no_baseline else [('student (no KD)', STUDENT_OPT, f'{args.tag}_DeformableHDRNet_photos_x4')]
+    plan.append(('student (KD)', KD_OPT, f'{args.tag}_KD_HDRNet_to_DeformableHDRNet_photos_x4'))
+    for label, source, name in plan:
+        opt_path, opt = run_options(source, name, args.iters, options_dir)
+        seconds = train_with_progress(opt_path, opt, label)
+        runs[label] = {'name': name, 'seconds': seconds, 'iterations': opt['train']['total_iter'],
+                       'checkpoint': osp.join(ROOT, 'experiments', name, 'models', 'net_g_latest.pth')}
+
+    print('[4/4] scoring on the validation photos (Y-PSNR/SSIM, crop 4)', flush=True)
+    images = load_test_set(osp.join(photos, 'val'), 4)
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    upscalers = {'bicubic': bicubic_upscaler(4)}
+    with open(osp.join(ROOT, STUDENT_OPT)) as f:
+        student_arch = yaml.safe_load(f)['network_g']
+    for label, run in runs.items():
+        net = load_model(ModelSpec(label, student_arch, run['checkpoint'], 'params'))
+        upscalers[label] = network_upscaler(net.to(device), device)
+    teacher = load_model(ModelSpec('teacher', {'type': 'HDRNet', 'upscale': 4}, osp.join(ROOT, TEACHER), 'params'))
+    upscalers['teacher'] = network_upscaler(teacher.to(device), device)
+    scores = {label: evaluate(fn, images, 4) for label, fn in upscalers.items()}
+    table = ['| method | iterations | training time | Y-PSNR (dB) | SSIM |', '|---|---|---|---|---|']
+    for label, result in scores.items():
+        run = runs.get(label, {})
+        minutes = f'{run["seconds"] / 60:.1f} min' if run else ''
+        table.append(f'| {label} | {run.get("iterations", "")} | {minutes} | {result["psnr"]:.2f} | '
+                     f'{result["ssim"]:.4f} |')
+    figure = osp.join(out, 'side_by_side.png')
+    rows = []
+    for image in images:
+        panels = {label: fn(image.lr) for label, fn in upscalers.items()}
+        rows.append(side_by_side(panels, image.hr))
+    width = max(r.shape[1] for r in rows)
+    cv2.imwrite(figure, np.concatenate([cv2.copyMakeBorder(r, 0, 0, 0, width - r.shape[1], cv2.BORDER_CONSTANT,
+                                                           value=(255, 255, 255)) for r in rows], axis=0))
+    text = '\n'.join(table) + '\n'
+    with open(osp.join(out, 'results.md'), 'w') as f:
+        f.write(text)
+    with open(osp.join(out, 'results.json'), 'w') as f:
+        json.dump({'scores': scores, 'runs': runs, 'seconds_total': time.time() - t0}, f, indent=1)
+    print('\n' + text)
+    kd = runs['student (KD)']
+    print(f'distilled student:  {kd["checkpoint"]}  (a plain DeformableHDRNet checkpoint: key "params")')
+    print(f'training logs:      {osp.join(ROOT, "experiments", kd["name"])}/')
+    print(f'side-by-side crops: {figure}')
+    print(f'table:              {osp.join(out, "results.md")} (and results.json)')
+    print(f'total time:         {(time.time() - t0) / 60:.1f} min')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The README's main job, ``python -m kd_plugin.demo`` (``make demo``), on a few iterations."""
+import json
+import os
+import sys
+from os import path as osp
+
+import cv2
+
+from kd_plugin.demo import TEACHER, TEACHER_SHA256, sha256
+from tests.conftest import ROOT, run
+
+
+def test_shipped_teacher_matches_its_published_sha256():
+    with open(osp.join(ROOT, TEACHER_SHA256)) as f:
+        listed = dict(reversed(line.split()) for line in f if line.strip())
+    assert listed[osp.basename(TEACHER)] == sha256(osp.join(ROOT, TEACHER))
+    readme = open(osp.join(ROOT, 'README.md')).read()
+    assert listed[osp.basename(TEACHER)] in readme  # the README states it
+
+
+def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
+    cmd = [sys.executable, '-m', 'kd_plugin.demo', '--iters', '4', '--tag', exp_name]
+    first = run(cmd, timeout=900)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    out = osp.join(ROOT, 'results', exp_name)
+    scores = json.load(open(osp.join(out, 'results.json')))['scores']
+    assert list(scores) == ['bicubic', 'student (no KD)', 'student (KD)', 'teacher']
+    assert scores['teacher']['psnr'] > scores['bicubic']['psnr'] + 0.5  # the shipped teacher is trained
+    table = open(osp.join(out, 'results.md')).read()
+    rows = [line.split(' |')[0] for line in table.splitlines() if line.startswith('| ')][1:]
+    assert rows == ['| bicubic', '| student (no KD)', '| student (KD)', '| teacher'] and '| student (KD) | 4 |' in table
+    figure = cv2.imread(osp.join(out, 'side_by_side.png'))
+    assert figure is not None and figure.shape[1] >= 5 * 96 * 3  # five panels side by side
+    kd_ckpt = osp.join(ROOT, 'experiments', f'{exp_name}_KD_HDRNet_to_DeformableHDRNet_photos_x4', 'models',
+                       'net_g_latest.pth')
+    assert f'distilled student:  {kd_ckpt}' in first.stdout and osp.isfile(kd_ckpt)
+    assert f'side-by-side crops: {osp.join(out, "side_by_side.png")}' in first.stdout
+    assert 'Teacher on photos_val (computed once)' in first.stdout  # BasicSR's log lines are shown
+
+    second = run(cmd + ['--no-baseline'], timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    archived = [d for d in os.listdir(osp.join(ROOT, 'results')) if d.startswith(f'{exp_name}_archived_')]
+    assert len(archived) == 1 and osp.isfile(osp.join(ROOT, 'results', archived[0], 'results.md'))
+    experiments = os.listdir(osp.join(ROOT, 'experiments'))
+    assert any(d.startswith(f'{exp_name}_KD_HDRNet_to_DeformableHDRNet_photos_x4_archived_') for d in experiments)
+
+
+def test_readme_starts_with_the_two_commands_and_make_runs_them():
+    readme = open(osp.join(ROOT, 'README.md')).read()
+    first_block = readme.split('```bash\n', 1)[1].split('```', 1)[0]
+    commands = [line.split('#')[0].strip() for line in first_block.splitlines() if line.strip()]
+    assert commands == ['make demo', 'make test']
+    makefile = open(osp.join(ROOT, 'Makefile')).read()
+    assert '$(BIN)/python -m kd_plugin.demo' in makefile.split('\ndemo:')[1].split('\n\n')[0]
+    assert '$(BIN)/python -m pytest' in makefile.split('\ntest:')[1]
+    assert 'make test' in open(osp.join(ROOT, '.ci', 'run')).read()
