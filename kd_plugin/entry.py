@@ -23,4 +23,7 @@ def run_pipeline(kind: str, root_path: str) -> int:
     except OptionError as err:
         print(f'error: {err}', file=sys.stderr, flush=True)
         return 2
+    except FloatingPointError as err:  # KDModel's non-finite-loss stop (train.nan_policy)
+        print(f'error: {err}', file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -54,7 +54,8 @@ def _folder_shapes(key: str, folder: str, template: str = '{}') -> dict[str, tup
         try:
             with Image.open(osp.join(folder, name)) as im:
                 w, h = im.size
-        except OSError as err:
+                im.verify()  # reads the whole file (PNG: every chunk's CRC), so truncation shows here
+        except (OSError, SyntaxError) as err:
             raise OptionError(f'{key}: cannot read image {osp.join(folder, name)!r} ({err}). '
                               'Fix: replace or remove the file.') from err
         shapes[template.format(stem)] = (h, w)

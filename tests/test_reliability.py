@@ -12,7 +12,7 @@ from os import path as osp
 import torch
 from basicsr.archs import build_network
 
-from tests.conftest import ROOT, experiment, train, train_log, write_options
+from tests.conftest import ROOT, experiment, free_port, run, train, train_log, write_options
 from tests.kd_fixtures import TINY_STUDENT, kd_options
 
 
@@ -90,3 +90,37 @@ def test_two_identical_kd_runs_give_identical_losses_and_weights(tiny_pairs, tea
     finally:
         for name in names:
             shutil.rmtree(experiment(name), ignore_errors=True)
+
+
+FAIL_ON_RANK_1 = '''
+import os
+if os.environ.get('RANK') == '1':  # only the second training process; torchrun itself has no RANK
+    import kd_plugin.models.kd_model as kd_model
+
+    _step = kd_model.KDModel.optimize_parameters
+
+    def _failing_step(self, current_iter):
+        if current_iter >= 2:
+            raise RuntimeError('injected failure on rank 1')
+        return _step(self, current_iter)
+
+    kd_model.KDModel.optimize_parameters = _failing_step
+'''
+
+
+def test_one_failing_rank_ends_the_whole_ddp_job_with_its_error(tiny_pairs, teacher, exp_name, tmp_path):
+    """Rank 1 raises at iteration 2 while rank 0 waits in DDP's all-reduce: the job must not hang."""
+    inject = tmp_path / 'inject'
+    inject.mkdir()
+    (inject / 'sitecustomize.py').write_text(FAIL_ON_RANK_1)  # imported by every Python started with this path
+    opt = kd_options(exp_name, tiny_pairs, teacher, total_iter=20)
+    opt['datasets']['train']['batch_size_per_gpu'] = 1
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
+           osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', write_options(str(tmp_path), opt), '--launcher', 'pytorch']
+    started = time.time()
+    result = run(cmd, timeout=240, env={'PYTHONPATH': str(inject)})
+    elapsed = time.time() - started
+    assert result.returncode != 0
+    assert 'injected failure on rank 1' in result.stderr  # the failing rank's error is shown
+    assert elapsed < 120, f'took {elapsed:.0f} s'
+    print(f'\nDDP job with a failing rank exited {result.returncode} after {elapsed:.0f} s')

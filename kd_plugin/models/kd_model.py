@@ -18,7 +18,14 @@ from torch import nn
 from kd_plugin.distill.recorder import FeatureRecorder
 from kd_plugin.distill.substitution import replaced_output
 from kd_plugin.distill.wiring import wire
-from kd_plugin.models.kd_options import LOSS_KEYS, check_teacher_checkpoint, probe_input, teacher_dtype, teacher_pad_to
+from kd_plugin.models.kd_options import (
+    LOSS_KEYS,
+    check_option_keys,
+    check_teacher_checkpoint,
+    probe_input,
+    teacher_dtype,
+    teacher_pad_to,
+)
 
 ADAPTER_LABEL = 'net_adapters'
 
@@ -82,6 +89,7 @@ class KDModel(SRModel):
 
     def _build_teacher(self) -> None:
         path = check_teacher_checkpoint(self.opt)
+        check_option_keys(self.opt)
         self.net_t = build_network(deepcopy(self.opt['network_t'])).to(self.device)
         self.load_network(self.net_t, path, self.opt['path'].get('strict_load_t', True),
                           self.opt['path'].get('param_key_t', 'params'))
@@ -161,6 +169,9 @@ class KDModel(SRModel):
         self.student_recorder.clear()
 
         total = sum(losses.values())
+        if not torch.isfinite(total):
+            if self._skip_non_finite(losses, current_iter):
+                return
         total.backward()
         self._sync_adapter_grads()
         self.optimizer_g.step()
@@ -169,6 +180,22 @@ class KDModel(SRModel):
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def _skip_non_finite(self, losses: dict[str, torch.Tensor], current_iter: int) -> bool:
+        """A NaN/Inf loss: ``train.nan_policy: stop`` (default) raises before any weight changes, so
+        the last saved checkpoint stays the last good one; ``skip`` drops this step and goes on."""
+        terms = ', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())
+        if self.opt['train'].get('nan_policy', 'stop') == 'skip':
+            get_root_logger().warning(f'iteration {current_iter}: non-finite loss ({terms}); step skipped '
+                                      '(train.nan_policy: skip)')
+            self.student_recorder.clear()
+            self.log_dict = self.reduce_loss_dict(losses)
+            return True
+        message = (f'iteration {current_iter}: non-finite loss ({terms}); training stopped before updating any '
+                   'weight, the last saved checkpoint is intact. Fix: lower the learning rate or a loss weight, check '
+                   'the data, then resume with --auto_resume; or set train.nan_policy: skip to drop such steps')
+        get_root_logger().error(message)
+        raise FloatingPointError(message)
 
     def _forward_adaptation(self) -> torch.Tensor:
         """``T_{>l}(A(F_S^m))``: the teacher's tail run on the adapted student feature (autograd on)."""

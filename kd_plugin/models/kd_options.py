@@ -91,6 +91,45 @@ def check_teacher_matches(opt: dict[str, Any], teacher: torch.nn.Module) -> None
                          'the arch the checkpoint was trained with')
 
 
+#: keys under ``train:`` that BasicSR's SRModel/train loop or KDModel read.
+TRAIN_KEYS = (*LOSS_KEYS, 'ema_decay', 'optim_g', 'optim_adapters', 'scheduler', 'total_iter', 'warmup_iter',
+              'teacher', 'nan_policy')
+TEACHER_KEYS = ('autocast', 'channels_last', 'pad_to')
+LOSS_TYPES = {'distill_opt': 'OutputDistillLoss', 'feature_opt': 'FeatureMatchingLoss',
+              'forward_opt': 'ForwardAdaptationLoss'}
+
+
+def _unknown(keys, known, where: str) -> None:
+    import difflib
+
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+            hint = f'did you mean `{close[0]}`?' if close else f'known keys: {", ".join(sorted(known))}'
+            raise ValueError(f'{where}.{key}: unknown key; {hint}. Fix: correct or remove it')
+
+
+def check_option_keys(opt: dict[str, Any]) -> None:
+    """Typos in KD option keys fail with a suggestion instead of being ignored (or failing deep in
+    a constructor): ``train:``, ``train.teacher`` and the three KD loss sections."""
+    import inspect
+
+    from basicsr.utils.registry import LOSS_REGISTRY
+
+    train = opt.get('train') or {}
+    _unknown(train, TRAIN_KEYS, 'train')
+    _unknown(train.get('teacher') or {}, TEACHER_KEYS, 'train.teacher')
+    for key in LOSS_KEYS[2:]:
+        section = train.get(key)
+        if not section:
+            continue
+        if section.get('type') not in LOSS_REGISTRY:
+            raise ValueError(f'train.{key}.type: {section.get("type")!r} is not a registered loss. Fix: use '
+                             f'{LOSS_TYPES[key]}')
+        params = inspect.signature(LOSS_REGISTRY.get(section['type']).__init__).parameters
+        _unknown([k for k in section if k != 'type'], [p for p in params if p != 'self'], f'train.{key}')
+
+
 def check_kd_options(opt: dict[str, Any]) -> None:
     """Everything KDModel would reject, checked on CPU with untrained networks before the run starts."""
     from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
@@ -98,6 +137,7 @@ def check_kd_options(opt: dict[str, Any]) -> None:
     from kd_plugin.distill.wiring import wire
 
     check_teacher_checkpoint(opt)
+    check_option_keys(opt)
     train = opt.get('train') or {}
     if not any(train.get(key) for key in LOSS_KEYS):
         raise ValueError('KDModel: no loss configured. Fix: set at least one of train.pixel_opt, '
@@ -106,7 +146,7 @@ def check_kd_options(opt: dict[str, Any]) -> None:
     teacher_pad_to(opt)
     student = _construct(ARCH_REGISTRY, opt['network_g'])
     teacher = _construct(ARCH_REGISTRY, opt['network_t'])
-    check_teacher_matches(opt, teacher)
     feature = _construct(LOSS_REGISTRY, train['feature_opt']) if train.get('feature_opt') else None
     forward = _construct(LOSS_REGISTRY, train['forward_opt']) if train.get('forward_opt') else None
     wire(student, teacher, opt['scale'], feature, forward, probe_input(opt))
+    check_teacher_matches(opt, teacher)  # after the scale and layer checks, which name the likelier cause
