@@ -31,6 +31,20 @@ def load_weights_only(path: str, option: str) -> Any:
                          'file is truncated or not a .pth file. Fix: point it at a complete checkpoint') from err
 
 
+def state_dict_mismatch(saved: dict[str, torch.Tensor], net: torch.nn.Module) -> str | None:
+    """None when ``saved`` (``module.`` prefixes ignored) fits ``net`` exactly, else a description
+    naming the first missing keys, unexpected keys and shape mismatches."""
+    saved = {k.removeprefix('module.'): v for k, v in saved.items()}
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    wrong = [f'{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
+             if k in saved and saved[k].shape != v.shape]
+    if not (missing or unexpected or wrong):
+        return None
+    return f'missing keys {missing[:3]}, unexpected keys {unexpected[:3]}, shape mismatches {wrong[:3]}'
+
+
 def check_checkpoint_options(opt: dict[str, Any], resume_path: str | None = None) -> None:
     """Every checkpoint the run would load (``path.pretrain_network_*``, ``path.resume_state`` or the
     state ``--auto_resume`` would pick, given as ``resume_path``) loads weights-only."""

@@ -42,6 +42,13 @@ def train(opt_path: str, *extra: str, cwd: str = ROOT, timeout: int = 600) -> su
     return run([sys.executable, osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', opt_path, *extra], cwd, timeout)
 
 
+def torchrun_train(opt_path: str, nproc: int = 2, timeout: int = 300, env: dict | None = None):
+    """``torchrun --nproc_per_node=N kd_plugin/train.py -opt F --launcher pytorch`` on a free port."""
+    cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', f'--master_port={free_port()}',
+           osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', opt_path, '--launcher', 'pytorch']
+    return run(cmd, timeout=timeout, env=env)
+
+
 @pytest.fixture(scope='session')
 def tiny_pairs(tmp_path_factory) -> str:
     """Four 64x64 HR crops of T91-like photos with x2 LR, as folders and as LMDBs.

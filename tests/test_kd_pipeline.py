@@ -6,7 +6,7 @@ from os import path as osp
 import pytest
 import torch
 
-from tests.conftest import ROOT, experiment, free_port, run, train, train_log, write_options
+from tests.conftest import ROOT, experiment, run, torchrun_train, train, train_log, write_options
 from tests.kd_fixtures import TINY_STUDENT, kd_options
 
 
@@ -58,9 +58,7 @@ def test_bad_layer_name_fails_before_anything_is_written(tiny_pairs, teacher, ex
 def test_kd_torchrun_two_cpu_processes(tiny_pairs, teacher, exp_name, tmp_path):
     opt = kd_options(exp_name, tiny_pairs, teacher)
     opt['datasets']['train']['batch_size_per_gpu'] = 1
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
-           osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', write_options(str(tmp_path), opt), '--launcher', 'pytorch']
-    result = run(cmd, timeout=300)
+    result = torchrun_train(write_options(str(tmp_path), opt))
     assert result.returncode == 0, result.stderr[-3000:]
     log = train_log(exp_name)
     assert 'World size (gpu number): 2' in log and 'l_fwd:' in log

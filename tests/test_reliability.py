@@ -12,7 +12,7 @@ from os import path as osp
 import torch
 from basicsr.archs import build_network
 
-from tests.conftest import ROOT, experiment, free_port, run, train, train_log, write_options
+from tests.conftest import ROOT, experiment, torchrun_train, train, train_log, write_options
 from tests.kd_fixtures import TINY_STUDENT, kd_options
 
 
@@ -115,10 +115,8 @@ def test_one_failing_rank_ends_the_whole_ddp_job_with_its_error(tiny_pairs, teac
     (inject / 'sitecustomize.py').write_text(FAIL_ON_RANK_1)  # imported by every Python started with this path
     opt = kd_options(exp_name, tiny_pairs, teacher, total_iter=20)
     opt['datasets']['train']['batch_size_per_gpu'] = 1
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
-           osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', write_options(str(tmp_path), opt), '--launcher', 'pytorch']
     started = time.time()
-    result = run(cmd, timeout=240, env={'PYTHONPATH': str(inject)})
+    result = torchrun_train(write_options(str(tmp_path), opt), timeout=240, env={'PYTHONPATH': str(inject)})
     elapsed = time.time() - started
     assert result.returncode != 0
     assert 'injected failure on rank 1' in result.stderr  # the failing rank's error is shown

@@ -6,7 +6,7 @@ from os import path as osp
 import pytest
 import torch
 
-from tests.conftest import ROOT, experiment, free_port, run, sr_options, train, train_log, write_options
+from tests.conftest import ROOT, experiment, run, sr_options, torchrun_train, train, train_log, write_options
 
 
 def test_disk_train_validate_checkpoint_auto_resume_elsewhere_and_test(tiny_pairs, exp_name, tmp_path):
@@ -58,9 +58,7 @@ def test_lmdb_train_and_val_on_same_database_with_workers(tiny_pairs, exp_name, 
 def test_torchrun_two_cpu_processes(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs, total_iter=4)
     opt['datasets']['train']['batch_size_per_gpu'] = 1
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
-           osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', write_options(str(tmp_path), opt), '--launcher', 'pytorch']
-    result = run(cmd, timeout=300)
+    result = torchrun_train(write_options(str(tmp_path), opt))
     assert result.returncode == 0, result.stderr[-3000:]
     log = train_log(exp_name)
     assert 'World size (gpu number): 2' in log

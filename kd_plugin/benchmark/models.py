@@ -21,7 +21,7 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from kd_plugin.checkpoint_io import load_weights_only
+from kd_plugin.checkpoint_io import load_weights_only, state_dict_mismatch
 
 
 @dataclass
@@ -92,16 +92,11 @@ def load_model(spec: ModelSpec) -> nn.Module:
     net = build_arch(spec)
     ckpt = load_weights_only(spec.checkpoint, f'model {spec.label} checkpoint')
     params, key = select_params(ckpt, spec.param_key, spec.label)
-    params = {k.removeprefix('module.'): v for k, v in params.items()}
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in params]
-    unexpected = [k for k in params if k not in expected]
-    wrong = [f'{k} {tuple(params[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
-             if k in params and params[k].shape != v.shape]
-    if missing or unexpected or wrong:
+    mismatch = state_dict_mismatch(params, net)
+    if mismatch:
         raise ValueError(f'model {spec.label}: {spec.checkpoint} [{key}] does not fit {spec.arch.get("type")}: '
-                         f'missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatches {wrong[:3]}')
-    net.load_state_dict(params)
+                         f'{mismatch}')
+    net.load_state_dict({k.removeprefix('module.'): v for k, v in params.items()})
     spec.notes.append(f'weights: {key}')
     return net.eval()
 

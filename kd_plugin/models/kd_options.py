@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from kd_plugin.checkpoint_io import load_weights_only
+from kd_plugin.checkpoint_io import load_weights_only, state_dict_mismatch
 
 #: Loss keys under ``train:`` that KDModel reads, in the order of the total loss.
 LOSS_KEYS = ('pixel_opt', 'perceptual_opt', 'distill_opt', 'feature_opt', 'forward_opt')
@@ -78,16 +78,10 @@ def check_teacher_matches(opt: dict[str, Any], teacher: torch.nn.Module) -> None
     """The checkpoint's keys and shapes fit ``network_t`` (unless ``strict_load_t: false``)."""
     if not opt['path'].get('strict_load_t', True):
         return
-    saved = {k.removeprefix('module.'): v for k, v in teacher_state_dict(opt).items()}
-    expected = teacher.state_dict()
-    missing = [k for k in expected if k not in saved]
-    unexpected = [k for k in saved if k not in expected]
-    wrong = [f'{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
-             if k in saved and saved[k].shape != v.shape]
-    if missing or unexpected or wrong:
+    mismatch = state_dict_mismatch(teacher_state_dict(opt), teacher)
+    if mismatch:
         raise ValueError(f'path.pretrain_network_t does not fit network_t ({opt["network_t"].get("type")}): '
-                         f'missing keys {missing[:3]}, unexpected keys {unexpected[:3]}, shape mismatches '
-                         f'{wrong[:3]}. Fix: use the checkpoint trained with this network_t, or set network_t to '
+                         f'{mismatch}. Fix: use the checkpoint trained with this network_t, or set network_t to '
                          'the arch the checkpoint was trained with')
 
 
