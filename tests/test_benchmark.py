@@ -82,6 +82,7 @@ def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
     opt['network_g']['type'] = 'EDSRR'
     with open(typo, 'w') as f:
         yaml.safe_dump(opt, f)
+    # registered by BasicSR as SRVGGNetCompact_basicsr; the plain name must work as in options files
     other = tiny_model(str(tmp_path), 'other', {'type': 'SRVGGNetCompact', 'num_feat': 4, 'num_conv': 1,
                                                  'upscale': 2})
     # a test set whose LR file disagrees with the scale
@@ -91,7 +92,7 @@ def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
     cv2.imwrite(str(broken / 'HR' / 'a.png'), np.full((32, 32, 3), 128, np.uint8))
     cv2.imwrite(str(broken / 'LR_bicubic' / 'X2' / 'a.png'), np.full((15, 16, 3), 128, np.uint8))
     out = tmp_path / 'out'
-    code = compare.main(['--model', 'bicubic', '--model', good, '--model', typo,
+    code = compare.main(['--model', 'bicubic', '--model', good, '--model', typo, '--model', other,
                          '--model', f'mismatch={good}@{other[:-4]}.pth', '--model', 'missing.yml',
                          '--sets', shared_data('Set5'), str(broken), str(tmp_path / 'NoSuchSet'),
                          '--scales', '2', '--lr-size', '16', '16', '--runs', '1', '--threads', '1',
@@ -104,6 +105,7 @@ def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
     assert rows['tiny_edsr']['params'] > 0 and rows['tiny_edsr']['gflops'] > 0 and rows['tiny_edsr']['cpu_fp32_ms'] > 0
     assert 'Set5_psnr' in rows['tiny_edsr'] and 'mean_psnr' in rows['tiny_edsr']
     assert "unknown arch 'EDSRR'; did you mean EDSR" in rows['typo']['error']
+    assert 'error' not in rows['other'] and rows['other']['Set5_psnr'] > 0
     mismatch = rows['mismatch']['error']
     assert 'does not fit EDSR: missing' in mismatch and 'body.0.conv1.weight' in mismatch
     assert "options file 'missing.yml' does not exist" in rows['missing.yml']['error']

@@ -64,7 +64,8 @@ def build_arch(spec: ModelSpec) -> nn.Module:
     """The untrained network of ``spec``; an unknown arch name lists the closest registered ones."""
     arch = dict(spec.arch)
     name = arch.pop('type', None)
-    if name not in ARCH_REGISTRY:
+    # BasicSR's registry also answers `get(X)` with `X_basicsr` (SRVGGNetCompact is registered so)
+    if name not in ARCH_REGISTRY and f'{name}_basicsr' not in ARCH_REGISTRY:
         close = difflib.get_close_matches(str(name), list(ARCH_REGISTRY.keys()), n=3, cutoff=0.4)
         raise ValueError(f'model {spec.label}: unknown arch {name!r}' + (f'; did you mean {", ".join(close)}?'
                                                                           if close else ''))
