@@ -129,6 +129,21 @@ def check_options(opt: dict[str, Any]) -> None:
             raise OptionError(str(err)) from err
 
 
+def check_output_folder(folder: str) -> None:
+    """The run's output folder can be created and written: its nearest existing ancestor is a
+    writable directory (a file in the way, or a read-only folder, fails before anything is written)."""
+    current = folder
+    while not osp.exists(current):
+        parent = osp.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    if not osp.isdir(current) or not os.access(current, os.W_OK):
+        what = 'is not a folder' if not osp.isdir(current) else 'is not writable'
+        raise OptionError(f'cannot create the output folder {folder!r}: {current!r} {what}. Fix: move or remove '
+                          f'{current!r}, or make it a writable folder')
+
+
 def checked_parse_options(parse_options: Callable) -> Callable:
     """Wrap BasicSR's ``parse_options`` so that :func:`check_options` runs right after it."""
 
@@ -145,9 +160,7 @@ def checked_parse_options(parse_options: Callable) -> Callable:
             check_checkpoint_options(opt, resume)
         except ValueError as err:
             raise OptionError(str(err)) from err
-        if not os.access(root_path, os.W_OK):
-            raise OptionError(f'cannot write under {root_path!r}, where experiments/ and results/ go. '
-                              'Fix: run from a writable clone of the project.')
+        check_output_folder(opt['path'].get('experiments_root') or opt['path'].get('results_root'))
         return opt, args
 
     return wrapper

@@ -1,6 +1,7 @@
 """The bad-input catalogue of KD runs: each row fails before training with a message naming the option
 or file and the fix, and leaves the existing experiment as it was (``test_preflight`` has the dataset rows)."""
 import shutil
+import sys
 from os import path as osp
 
 import cv2
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import experiment, train, train_log, write_options
+from tests.conftest import experiment, run, sr_options, train, train_log, write_options
 from tests.kd_fixtures import kd_options, save_teacher
 from tests.test_preflight import _fails_cleanly
 
@@ -95,3 +96,20 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint_or_skips_when_asked
     assert log.count('non-finite loss') >= 4 and 'step skipped (train.nan_policy: skip)' in log
     final = torch.load(experiment(exp_name, 'models', 'net_g_8.pth'), weights_only=True)['params']
     assert all(torch.equal(saved['params'][k], final[k]) for k in final)  # every step was dropped
+
+
+def test_output_folder_that_cannot_be_created(tiny_pairs, tmp_path):
+    """The project's experiments/ is in the way (a file here: tests run as root, which ignores permissions)."""
+    root = tmp_path / 'project'
+    root.mkdir()
+    (root / 'experiments').write_text('not a folder')
+    opt_path = write_options(str(tmp_path), sr_options('blocked', tiny_pairs))
+    code = ('import sys; from kd_plugin.entry import run_pipeline; '
+            f'sys.argv = ["train.py", "-opt", {opt_path!r}]; sys.exit(run_pipeline("train", {str(root)!r}))')
+    result = run([sys.executable, '-c', code])
+    assert result.returncode == 2, result.stderr[-2000:]
+    expected = (f"error: cannot create the output folder '{root}/experiments/blocked': '{root}/experiments' is "
+                'not a folder. Fix: move or remove')
+    assert expected in result.stderr, result.stderr[-2000:]
+    assert (root / 'experiments').read_text() == 'not a folder'
+    assert sorted(p.name for p in root.iterdir()) == ['experiments']  # nothing else was written
