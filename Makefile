@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision from this machine's wheels (CUDA build, runs on CPU); override for other stacks.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint data
+.PHONY: setup demo test lint data ablation-gpu-short
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ demo: setup
 data: setup
 	test -d datasets/T91/X4 || $(BIN)/python -m kd_plugin.prepare lr --input ../shared/data/T91 --output datasets/T91 --scales 2 4
 	mkdir -p datasets; for s in Set5 Set14 BSD100; do ln -sfn ../../shared/data/$$s datasets/$$s; done
+
+# The GPU "short" ablation of HDRNet -> DeformableHDRNet x4 on T91: the teacher first (its options
+# file), then the five runs of kd_plugin.ablation. 3000 iterations per run is sized by estimate for
+# about 10 minutes on one H100 in all; not yet measured (no GPU has been lent to this project).
+ablation-gpu-short: data
+	$(BIN)/python kd_plugin/train.py -opt options/train/HDRNet/train_HDRNet_T91_x4.yml --auto_resume
+	$(BIN)/python -m kd_plugin.ablation -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4.yml --total-iter 3000 --sets Set5 Set14 BSD100
 
 lint: setup
 	$(BIN)/ruff check kd_plugin tests setup.py

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from kd_plugin.archs.build import check_init, construct_network, split_init
 from kd_plugin.checkpoint_io import check_checkpoint_options
 from kd_plugin.data.image_io import list_images
 
@@ -114,9 +115,22 @@ def check_paired_dataset(phase: str, dataset: dict[str, Any], scale: int) -> Non
                               f'({smallest} px). Fix: lower gt_size.')
 
 
+def check_network_init(opt: dict[str, Any]) -> None:
+    """``network_g/network_t.init_weights`` entries have known keys and name existing layers."""
+    for net in ('network_g', 'network_t'):
+        init = split_init(opt.get(net) or {})[1]
+        try:
+            check_init(init, net)
+            if any('modules' in entry for entry in init):  # layer names need the network itself
+                construct_network(opt[net], net)
+        except ValueError as err:
+            raise OptionError(str(err)) from err
+
+
 def check_options(opt: dict[str, Any]) -> None:
     """All checks that apply to the parsed options of a train or test run."""
     check_num_gpu(opt)
+    check_network_init(opt)
     for phase, dataset in opt.get('datasets', {}).items():
         if dataset.get('type') == 'PairedImageDataset':
             check_paired_dataset(phase, dataset, opt.get('scale', dataset.get('scale', 1)))

@@ -7,9 +7,9 @@ import argparse
 import platform
 
 import torch
-from basicsr.archs import build_network
 
 import kd_plugin  # noqa: F401  (registers HDRNet / DeformableHDRNet)
+from kd_plugin.archs.build import build_network
 from kd_plugin.benchmark.flops import count_flops, count_params
 from kd_plugin.benchmark.timing import autocast_context, median_latency, peak_memory_bytes
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 import yaml
-from basicsr.archs import build_network
 from basicsr.models import build_model
 
 import kd_plugin  # noqa: F401  (registers archs, losses, KDModel; importing the package applied the fixes)
+from kd_plugin.archs.build import build_network
 from kd_plugin.benchmark.timing import autocast_context, interleaved_medians
 
 

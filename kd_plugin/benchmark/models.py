@@ -21,6 +21,7 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from kd_plugin.archs.build import split_init
 from kd_plugin.checkpoint_io import load_weights_only, state_dict_mismatch
 
 
@@ -62,7 +63,7 @@ def parse_model(text: str, root: str = '.') -> ModelSpec:
 
 def build_arch(spec: ModelSpec) -> nn.Module:
     """The untrained network of ``spec``; an unknown arch name lists the closest registered ones."""
-    arch = dict(spec.arch)
+    arch, _ = split_init(spec.arch)  # the checkpoint's weights replace any initialisation
     name = arch.pop('type', None)
     # BasicSR's registry also answers `get(X)` with `X_basicsr` (SRVGGNetCompact is registered so)
     if name not in ARCH_REGISTRY and f'{name}_basicsr' not in ARCH_REGISTRY:

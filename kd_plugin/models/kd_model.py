@@ -7,7 +7,6 @@ from os import path as osp
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
@@ -15,6 +14,7 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 
+from kd_plugin.archs.build import build_network
 from kd_plugin.distill.recorder import FeatureRecorder
 from kd_plugin.distill.substitution import replaced_output
 from kd_plugin.distill.wiring import wire

@@ -126,8 +126,9 @@ def check_option_keys(opt: dict[str, Any]) -> None:
 
 def check_kd_options(opt: dict[str, Any]) -> None:
     """Everything KDModel would reject, checked on CPU with untrained networks before the run starts."""
-    from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
+    from basicsr.utils.registry import LOSS_REGISTRY
 
+    from kd_plugin.archs.build import construct_network
     from kd_plugin.distill.wiring import wire
 
     check_teacher_checkpoint(opt)
@@ -138,8 +139,8 @@ def check_kd_options(opt: dict[str, Any]) -> None:
                          'train.distill_opt, train.feature_opt, train.forward_opt')
     teacher_dtype(train.get('teacher') or {}, torch.device('cuda' if opt.get('num_gpu') else 'cpu'))
     teacher_pad_to(opt)
-    student = _construct(ARCH_REGISTRY, opt['network_g'])
-    teacher = _construct(ARCH_REGISTRY, opt['network_t'])
+    student = construct_network(opt['network_g'], 'network_g')
+    teacher = construct_network(opt['network_t'], 'network_t')
     feature = _construct(LOSS_REGISTRY, train['feature_opt']) if train.get('feature_opt') else None
     forward = _construct(LOSS_REGISTRY, train['forward_opt']) if train.get('forward_opt') else None
     wire(student, teacher, opt['scale'], feature, forward, probe_input(opt))
