@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from kd_plugin.archs.build import check_init, construct_network, split_init
+from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import check_checkpoint_options
 from kd_plugin.data.image_io import list_images
 
@@ -92,8 +93,9 @@ def _pair_shapes(prefix: str, dataset: dict[str, Any]) -> tuple[dict, dict]:
     return gt, lq
 
 
-def check_paired_dataset(phase: str, dataset: dict[str, Any], scale: int) -> None:
-    """Folders/LMDBs exist, LR and HR are paired, and their sizes agree with ``scale``.
+def check_paired_dataset(phase: str, dataset: dict[str, Any], scale: int) -> dict[str, tuple[int, int]]:
+    """Folders/LMDBs exist, LR and HR are paired, and their sizes agree with ``scale``; returns the LR
+    ``(h, w)`` by image name.
 
     Training needs HR exactly ``scale`` x LR; validation also accepts an HR that is up to
     ``scale - 1`` px larger (BasicSR crops it, as ``modcrop`` does).
@@ -113,6 +115,34 @@ def check_paired_dataset(phase: str, dataset: dict[str, Any], scale: int) -> Non
         if dataset['gt_size'] > smallest:
             raise OptionError(f'{prefix}.gt_size: {dataset["gt_size"]} is larger than the smallest HR image side '
                               f'({smallest} px). Fix: lower gt_size.')
+    return lq
+
+
+def check_window_multiple(opt: dict[str, Any], phase: str, lq: dict[str, tuple[int, int]]) -> None:
+    """A window-attention ``network_g`` (``window_size`` > 1, e.g. SwinIR) only takes LR sides that are
+    multiples of the window. Training patches must be; whole validation/test images must be too unless
+    ``model_type: SwinIRModel`` pads them (SRModel and KDModel do not), otherwise the first validation
+    would fail after training has started."""
+    multiple = window_multiple(opt.get('network_g') or {})
+    if multiple == 1:
+        return
+    dataset = opt['datasets'][phase]
+    if dataset.get('phase') == 'train':
+        side = dataset.get('gt_size', 0) // opt.get('scale', 1)
+        if side % multiple:
+            raise OptionError(f'datasets.{phase}.gt_size: {dataset["gt_size"]} gives {side} px LR patches, not a '
+                              f'multiple of network_g.window_size: {multiple}. Fix: a gt_size that is a multiple of '
+                              f'{multiple * opt.get("scale", 1)}.')
+        return
+    if opt.get('model_type') == 'SwinIRModel':
+        return
+    for name, (h, w) in sorted(lq.items()):
+        if h % multiple or w % multiple:
+            raise OptionError(f'datasets.{phase}: {name!r} is {w}x{h} in LR, not a multiple of network_g.window_size: '
+                              f'{multiple}, and model_type: {opt.get("model_type")} does not pad whole images, so '
+                              f'this network would fail on it. Fix: model_type: SwinIRModel (BasicSR\'s SRModel that '
+                              f'pads to the window) for a network trained alone, or LR images whose sides are '
+                              f'multiples of {multiple}.')
 
 
 def check_network_init(opt: dict[str, Any]) -> None:
@@ -133,7 +163,8 @@ def check_options(opt: dict[str, Any]) -> None:
     check_network_init(opt)
     for phase, dataset in opt.get('datasets', {}).items():
         if dataset.get('type') == 'PairedImageDataset':
-            check_paired_dataset(phase, dataset, opt.get('scale', dataset.get('scale', 1)))
+            lq = check_paired_dataset(phase, dataset, opt.get('scale', dataset.get('scale', 1)))
+            check_window_multiple(opt, phase, lq)
     if opt.get('model_type') == 'KDModel' and opt.get('is_train'):
         from kd_plugin.models.kd_options import check_kd_options
 

@@ -1,4 +1,5 @@
 """Bad options fail before training with a message naming the option and the fix; nothing on disk changes."""
+import glob
 import os
 import shutil
 from os import path as osp
@@ -93,3 +94,38 @@ def test_grey_validation_images_with_modcrop_slack_are_accepted(tmp_path):
     check_paired_dataset('val', val, 2)
     with pytest.raises(ValueError, match='does not match scale: 2'):
         check_paired_dataset('train', dict(val, phase='train'), 2)
+
+
+TINY_SWINIR = {'type': 'SwinIR', 'upscale': 2, 'img_size': 16, 'window_size': 8, 'embed_dim': 12, 'depths': [1],
+               'num_heads': [2], 'mlp_ratio': 1, 'upsampler': 'pixelshuffledirect', 'img_range': 1.0}
+
+
+def _swinir_options(exp_name: str, tiny_pairs: str, tmp_path, model_type: str) -> dict:
+    """A tiny SwinIR (window 8) validated on one 30x30 LR image, like Set5's 70x70 `head` at x4."""
+    for kind, side in (('HR', 60), ('LR', 30)):
+        os.makedirs(tmp_path / f'val_{kind}')
+        img = cv2.imread(osp.join(tiny_pairs, kind, 'img0.png'))
+        cv2.imwrite(str(tmp_path / f'val_{kind}' / 'img0.png'), img[:side, :side])
+    opt = sr_options(exp_name, tiny_pairs, total_iter=2, model_type=model_type, network_g=dict(TINY_SWINIR))
+    opt['datasets']['val'].update(dataroot_gt=str(tmp_path / 'val_HR'), dataroot_lq=str(tmp_path / 'val_LR'))
+    return opt
+
+
+def test_window_arch_validated_without_padding_fails_before_training(tiny_pairs, exp_name, tmp_path):
+    opt = _swinir_options(exp_name, tiny_pairs, tmp_path, 'SRModel')
+    _fails_cleanly(opt, tmp_path, "datasets.val: 'img0' is 30x30 in LR", 'network_g.window_size: 8',
+                   'model_type: SRModel does not pad', 'Fix: model_type: SwinIRModel')
+
+
+def test_window_arch_training_patch_must_be_a_window_multiple(tiny_pairs, exp_name, tmp_path):
+    opt = _swinir_options(exp_name, tiny_pairs, tmp_path, 'SwinIRModel')
+    opt['datasets']['train']['gt_size'] = 36
+    _fails_cleanly(opt, tmp_path, 'datasets.train.gt_size: 36 gives 18 px LR patches', 'multiple of 16')
+
+
+def test_window_arch_with_swinir_model_validates_any_size(tiny_pairs, exp_name, tmp_path):
+    """The fix the message names works: SwinIRModel pads the 30x30 image and validation runs."""
+    result = train(write_options(str(tmp_path), _swinir_options(exp_name, tiny_pairs, tmp_path, 'SwinIRModel')))
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = open(next(f for f in glob.glob(osp.join(experiment(exp_name), 'train_*.log')))).read()
+    assert 'Validation tiny_val' in log and '# psnr:' in log

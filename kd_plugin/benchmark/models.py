@@ -22,6 +22,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from kd_plugin.archs.build import split_init
+from kd_plugin.archs.window_padding import PaddedToWindow, window_multiple
 from kd_plugin.checkpoint_io import load_weights_only, state_dict_mismatch
 
 
@@ -90,7 +91,9 @@ def select_params(ckpt: Any, param_key: str | None, label: str) -> tuple[dict[st
 
 def load_model(spec: ModelSpec) -> nn.Module:
     """``spec``'s network with its checkpoint, in eval mode. Keys and shapes must match exactly; the
-    error names the first mismatching keys."""
+    error names the first mismatching keys. A window-attention arch (``window_size`` in its options)
+    comes padded to its window (:class:`~kd_plugin.archs.window_padding.PaddedToWindow`), so it takes
+    any input size as the other archs do."""
     net = build_arch(spec)
     ckpt = load_weights_only(spec.checkpoint, f'model {spec.label} checkpoint')
     params, key = select_params(ckpt, spec.param_key, spec.label)
@@ -100,6 +103,10 @@ def load_model(spec: ModelSpec) -> nn.Module:
                          f'{mismatch}')
     net.load_state_dict({k.removeprefix('module.'): v for k, v in params.items()})
     spec.notes.append(f'weights: {key}')
+    multiple = window_multiple(spec.arch)
+    if multiple > 1:
+        spec.notes.append(f'input reflect-padded to multiples of {multiple}')
+        net = PaddedToWindow(net, multiple)
     return net.eval()
 
 

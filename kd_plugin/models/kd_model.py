@@ -6,7 +6,6 @@ from os import path as osp
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
@@ -15,6 +14,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 
 from kd_plugin.archs.build import build_network
+from kd_plugin.archs.window_padding import crop_to_input, pad_to_multiple
 from kd_plugin.distill.recorder import FeatureRecorder
 from kd_plugin.distill.substitution import replaced_output
 from kd_plugin.distill.wiring import wire
@@ -128,18 +128,13 @@ class KDModel(SRModel):
         path (no autograd context is set here). Sides that are not multiples of ``train.teacher.pad_to``
         are reflect-padded for the teacher and the output cropped back, as BasicSR's SwinIRModel does
         at test time; training patches are multiples already, so hooked features keep their shapes."""
-        h, w = lq.shape[-2:]
-        pad_h, pad_w = -h % self.teacher_pad_to, -w % self.teacher_pad_to
-        if pad_h or pad_w:
-            mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
-            lq = F.pad(lq, (0, pad_w, 0, pad_h), mode=mode)
+        padded = pad_to_multiple(lq, self.teacher_pad_to)
         if self.teacher_channels_last:
-            lq = lq.contiguous(memory_format=torch.channels_last)
+            padded = padded.contiguous(memory_format=torch.channels_last)
         context = torch.autocast(self.device.type, dtype=self.teacher_dtype) if self.teacher_dtype else nullcontext()
         with context:
-            out = self.net_t(lq)
-        scale = self.opt['scale']
-        return out[..., :h * scale, :w * scale] if pad_h or pad_w else out
+            out = self.net_t(padded)
+        return crop_to_input(out, padded, *lq.shape[-2:])
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()

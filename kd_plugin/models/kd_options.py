@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import load_weights_only, state_dict_mismatch
 
 #: Loss keys under ``train:`` that KDModel reads, in the order of the total loss.
@@ -42,7 +43,7 @@ def teacher_pad_to(opt: dict[str, Any]) -> int:
     """Multiple the teacher's input sides are padded to: ``train.teacher.pad_to``, else the teacher's
     ``window_size`` (SwinIR-style archs only take multiples of it), else 1 (no padding)."""
     teacher_opt = (opt.get('train') or {}).get('teacher') or {}
-    value = teacher_opt.get('pad_to', opt['network_t'].get('window_size', 1))
+    value = teacher_opt.get('pad_to', window_multiple(opt['network_t']))
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f'train.teacher.pad_to: {value!r} must be a positive integer (1: no padding)')
     return value
