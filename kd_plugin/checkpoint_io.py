@@ -31,6 +31,25 @@ def load_weights_only(path: str, option: str) -> Any:
                          'file is truncated or not a .pth file. Fix: point it at a complete checkpoint') from err
 
 
+def pick_state_dict(ckpt: Any, param_key: str | None, option: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state dict inside a loaded checkpoint, and the key it came from (None: the top level).
+
+    With ``param_key`` (``path.param_key_<x>``), that entry; BasicSR's ``load_network`` falls back to
+    ``params`` when the key is absent, and so does this. Without one, ``params_ema`` when present (the
+    EMA weights BasicSR's releases evaluate), else ``params``, else the checkpoint itself when it is a
+    plain state dict. Raises ``ValueError`` naming ``option`` otherwise."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{option}: the checkpoint holds a {type(ckpt).__name__}, not a state dict')
+    keys = [param_key, 'params'] if param_key else ['params_ema', 'params']
+    for key in keys:
+        if isinstance(ckpt.get(key), dict):
+            return ckpt[key], key
+    if param_key is None and ckpt and all(torch.is_tensor(v) for v in ckpt.values()):
+        return ckpt, None
+    raise ValueError(f'{option}: no parameter key {" or ".join(map(repr, keys))} in the checkpoint (it has '
+                     f'{sorted(ckpt)[:5]}). Fix: set the param_key option to one of those')
+
+
 def state_dict_mismatch(saved: dict[str, torch.Tensor], net: torch.nn.Module) -> str | None:
     """None when ``saved`` (``module.`` prefixes ignored) fits ``net`` exactly, else a description
     naming the first missing keys, unexpected keys and shape mismatches."""

@@ -10,11 +10,9 @@
 Outputs go to ``results/<tag>/``; an earlier ``results/<tag>`` is archived (renamed with a
 timestamp, as BasicSR does with ``experiments/``), never overwritten.
 """
-import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from os import path as osp
@@ -22,15 +20,15 @@ from os import path as osp
 import cv2
 import numpy as np
 import torch
-import yaml
 from basicsr.utils import mkdir_and_rename
 from tqdm import tqdm
 
-from kd_plugin.benchmark.models import ModelSpec, load_model, network_upscaler
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
+from kd_plugin.cli import Parser
+from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.prepare import prepare_photos
+from kd_plugin.runs import PROJECT_ROOT, experiment_dir, launch_train, load_options, with_total_iter, write_options
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER = osp.join('checkpoints', 'HDRNet_photos_x4.pth')
 TEACHER_SHA256 = osp.join('checkpoints', 'SHA256SUMS')
 STUDENT_OPT = osp.join('options', 'train', 'DeformableHDRNet', 'train_DeformableHDRNet_photos_x4.yml')
@@ -58,42 +56,33 @@ def check_teacher(root: str) -> str:
 
 
 def run_options(source: str, name: str, total_iter: int | None, out_dir: str) -> tuple[str, dict]:
-    """A copy of options file ``source`` renamed ``name`` (and with ``total_iter``), written to ``out_dir``."""
-    with open(osp.join(ROOT, source)) as f:
-        opt = yaml.safe_load(f)
+    """A copy of options file ``source`` renamed ``name`` (shortened to ``total_iter``), written to ``out_dir``."""
+    opt = load_options(osp.join(PROJECT_ROOT, source))
     opt['name'] = name
     if total_iter:
-        train = opt['train']
-        train['total_iter'] = total_iter
-        train['scheduler']['periods'] = [total_iter]
-        train['warmup_iter'] = min(train.get('warmup_iter', -1), total_iter // 10)
-        opt['val']['val_freq'] = max(total_iter // 2, 1)
-        opt['logger']['save_checkpoint_freq'] = max(total_iter // 2, 1)
-        opt['logger']['print_freq'] = max(min(opt['logger']['print_freq'], total_iter // 4), 1)
-    path = osp.join(out_dir, f'{name}.yml')
-    with open(path, 'w') as f:
-        yaml.safe_dump(opt, f, sort_keys=False)
-    return path, opt
+        opt = with_total_iter(opt, total_iter)
+        opt['val']['val_freq'] = opt['logger']['save_checkpoint_freq'] = max(total_iter // 2, 1)
+    return write_options(opt, out_dir), opt
 
 
 def train_with_progress(opt_path: str, opt: dict, label: str) -> float:
     """Run ``kd_plugin/train.py -opt`` with BasicSR's log lines above a progress bar; returns seconds."""
-    start = time.time()
-    cmd = [sys.executable, '-u', osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', opt_path]
-    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc, \
-            tqdm(total=opt['train']['total_iter'], desc=label, unit='it', dynamic_ncols=True) as bar:
-        tail = []
-        for line in proc.stdout:
-            tail = (tail + [line])[-40:]
+    tail: list[str] = []
+    with tqdm(total=opt['train']['total_iter'], desc=label, unit='it', dynamic_ncols=True) as bar:
+        def show(line: str) -> None:
+            tail.append(line)
+            del tail[:-40]
             if 'iter:' in line and 'lr:(' in line:
                 bar.update(int(line.split('iter:')[1].split(',')[0]) - bar.n)
             if any(key in line for key in ('iter:', '# psnr', '# ssim', 'Teacher on', 'Start training',
                                            'End of training', 'error')):
                 tqdm.write(line.rstrip())
-        if proc.wait() != 0:
+
+        status, seconds = launch_train(opt_path, on_line=show)
+        if status != 0:
             raise SystemExit(f'error: {label} training failed:\n' + ''.join(tail))
         bar.update(bar.total - bar.n)
-    return time.time() - start
+    return seconds
 
 
 def informative_crop(images: list[np.ndarray], gt: np.ndarray, size: int) -> tuple[int, int]:
@@ -121,45 +110,47 @@ def side_by_side(panels: dict[str, np.ndarray], gt: np.ndarray, size: int = 96, 
     return np.concatenate(tiles, axis=1)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m kd_plugin.demo', description=__doc__.splitlines()[0])
-    parser.add_argument('--iters', type=int, help='override total_iter of both runs (default: the files\')')
-    parser.add_argument('--tag', default='demo', help='results/<tag>/ and experiments/<tag>_*')
-    parser.add_argument('--no-baseline', action='store_true', help='skip the student trained without KD')
-    args = parser.parse_args(argv)
-    t0 = time.time()
-    out = osp.join(ROOT, 'results', args.tag)
-    mkdir_and_rename(out)  # an earlier demo's results are archived, not overwritten
-    options_dir = osp.join(out, 'options')
-    os.makedirs(options_dir)
-
+def prepare_data() -> str:
+    """Step 1: the photo set (PNG folders and LMDBs); returns its folder."""
     print('[1/4] photo set (scikit-image\'s bundled photographs; train: 6 photos, val: chelsea, coffee)', flush=True)
-    photos = osp.join(ROOT, 'datasets', 'photos')
+    photos = osp.join(PROJECT_ROOT, 'datasets', 'photos')
     prepare_photos(photos, [4], lmdb=True)
-    print(f'[2/4] teacher {check_teacher(ROOT)} (SHA-256 checked)', flush=True)
+    return photos
 
+
+def train_students(tag: str, total_iter: int | None, baseline: bool, options_dir: str) -> dict[str, dict]:
+    """Step 3: the student alone (unless not ``baseline``) and with KD; returns each run's record."""
     print('[3/4] training through kd_plugin/train.py (BasicSR pipeline)', flush=True)
+    plan = [('student (no KD)', STUDENT_OPT, f'{tag}_DeformableHDRNet_photos_x4')] if baseline else []
+    plan.append(('student (KD)', KD_OPT, f'{tag}_KD_HDRNet_to_DeformableHDRNet_photos_x4'))
     runs = {}
-    plan = [] if args.no_baseline else [('student (no KD)', STUDENT_OPT, f'{args.tag}_DeformableHDRNet_photos_x4')]
-    plan.append(('student (KD)', KD_OPT, f'{args.tag}_KD_HDRNet_to_DeformableHDRNet_photos_x4'))
     for label, source, name in plan:
-        opt_path, opt = run_options(source, name, args.iters, options_dir)
+        opt_path, opt = run_options(source, name, total_iter, options_dir)
         seconds = train_with_progress(opt_path, opt, label)
         runs[label] = {'name': name, 'seconds': seconds, 'iterations': opt['train']['total_iter'],
-                       'checkpoint': osp.join(ROOT, 'experiments', name, 'models', 'net_g_latest.pth')}
+                       'checkpoint': osp.join(experiment_dir(name), 'models', 'net_g_latest.pth')}
+    return runs
 
+
+def score_methods(photos: str, runs: dict[str, dict], teacher: str) -> tuple[dict, dict]:
+    """Step 4a: Y-PSNR/SSIM of bicubic, each student and the teacher on the validation photos; returns
+    (scores, upscalers)."""
     print('[4/4] scoring on the validation photos (Y-PSNR/SSIM, crop 4)', flush=True)
     images = load_test_set(osp.join(photos, 'val'), 4)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     upscalers = {'bicubic': bicubic_upscaler(4)}
-    with open(osp.join(ROOT, STUDENT_OPT)) as f:
-        student_arch = yaml.safe_load(f)['network_g']
+    student_arch = load_options(osp.join(PROJECT_ROOT, STUDENT_OPT))['network_g']
     for label, run in runs.items():
         net = load_model(ModelSpec(label, student_arch, run['checkpoint'], 'params'))
         upscalers[label] = network_upscaler(net.to(device), device)
-    teacher = load_model(ModelSpec('teacher', {'type': 'HDRNet', 'upscale': 4}, osp.join(ROOT, TEACHER), 'params'))
-    upscalers['teacher'] = network_upscaler(teacher.to(device), device)
-    scores = {label: evaluate(fn, images, 4) for label, fn in upscalers.items()}
+    teacher_arch = load_options(osp.join(PROJECT_ROOT, KD_OPT))['network_t']
+    upscalers['teacher'] = network_upscaler(load_model(ModelSpec('teacher', teacher_arch, teacher, 'params')).to(
+        device), device)
+    return {label: evaluate(fn, images, 4) for label, fn in upscalers.items()}, upscalers
+
+
+def write_results(out: str, photos: str, scores: dict, runs: dict, upscalers: dict, started: float) -> None:
+    """Step 4b: ``results.md``, ``results.json`` and ``side_by_side.png`` in ``out``, and a summary."""
     table = ['| method | iterations | training time | Y-PSNR (dB) | SSIM |', '|---|---|---|---|---|']
     for label, result in scores.items():
         run = runs.get(label, {})
@@ -167,10 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         table.append(f'| {label} | {run.get("iterations", "")} | {minutes} | {result["psnr"]:.2f} | '
                      f'{result["ssim"]:.4f} |')
     figure = osp.join(out, 'side_by_side.png')
-    rows = []
-    for image in images:
-        panels = {label: fn(image.lr) for label, fn in upscalers.items()}
-        rows.append(side_by_side(panels, image.hr))
+    rows = [side_by_side({label: fn(image.lr) for label, fn in upscalers.items()}, image.hr)
+            for image in load_test_set(osp.join(photos, 'val'), 4)]
     width = max(r.shape[1] for r in rows)
     cv2.imwrite(figure, np.concatenate([cv2.copyMakeBorder(r, 0, 0, 0, width - r.shape[1], cv2.BORDER_CONSTANT,
                                                            value=(255, 255, 255)) for r in rows], axis=0))
@@ -178,14 +167,32 @@ def main(argv: list[str] | None = None) -> int:
     with open(osp.join(out, 'results.md'), 'w') as f:
         f.write(text)
     with open(osp.join(out, 'results.json'), 'w') as f:
-        json.dump({'scores': scores, 'runs': runs, 'seconds_total': time.time() - t0}, f, indent=1)
+        json.dump({'scores': scores, 'runs': runs, 'seconds_total': time.time() - started}, f, indent=1)
     print('\n' + text)
     kd = runs['student (KD)']
     print(f'distilled student:  {kd["checkpoint"]}  (a plain DeformableHDRNet checkpoint: key "params")')
-    print(f'training logs:      {osp.join(ROOT, "experiments", kd["name"])}/')
+    print(f'training logs:      {experiment_dir(kd["name"])}/')
     print(f'side-by-side crops: {figure}')
     print(f'table:              {osp.join(out, "results.md")} (and results.json)')
-    print(f'total time:         {(time.time() - t0) / 60:.1f} min')
+    print(f'total time:         {(time.time() - started) / 60:.1f} min')
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser('python -m kd_plugin.demo', description=__doc__.splitlines()[0])
+    parser.add_argument('--total_iter', type=int, help='override total_iter of both runs (default: the files\')')
+    parser.add_argument('--tag', default='demo', help='results/<tag>/ and experiments/<tag>_*')
+    parser.add_argument('--no_baseline', action='store_true', help='skip the student trained without KD')
+    args = parser.parse_args(argv)
+    started = time.time()
+    out = osp.join(PROJECT_ROOT, 'results', args.tag)
+    mkdir_and_rename(out)  # an earlier demo's results are archived, not overwritten
+    options_dir = osp.join(out, 'options')
+    os.makedirs(options_dir)
+    photos = prepare_data()
+    print(f'[2/4] teacher {check_teacher(PROJECT_ROOT)} (SHA-256 checked)', flush=True)
+    runs = train_students(args.tag, args.total_iter, not args.no_baseline, options_dir)
+    scores, upscalers = score_methods(photos, runs, check_teacher(PROJECT_ROOT))
+    write_results(out, photos, scores, runs, upscalers, started)
     return 0
 
 

@@ -9,7 +9,6 @@ a network whose receptive field fits the overlap the result equals the untiled o
 Networks with a global path (HDRNet's coefficient network pools the whole input) see only their tile.
 Outputs are ``<DIR>/<stem>_x<scale>.png``; an input file is never overwritten.
 """
-import argparse
 import os
 import sys
 from contextlib import nullcontext
@@ -20,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from kd_plugin.benchmark.models import load_model, parse_model
-from kd_plugin.data.image_io import list_images
+from kd_plugin.cli import Parser
+from kd_plugin.data.image_io import list_images, read_image
+from kd_plugin.model_loading import load_model, parse_model
 
 
 def upscale_tensor(net: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, overlap: int = 16) -> torch.Tensor:
@@ -45,9 +45,7 @@ def upscale_tensor(net: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, o
 
 def read_input(path: str) -> tuple[np.ndarray, float, np.ndarray | None, bool]:
     """(RGB float image in [0, 1] ``[h, w, 3]``, max value, alpha or None, was grey) of an image file."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f'cannot read {path!r}: the file is missing, truncated or not an image')
+    img = read_image(path)
     if img.dtype not in (np.uint8, np.uint16):
         raise ValueError(f'{path!r}: {img.dtype} images are not supported (8- or 16-bit only)')
     peak = 255.0 if img.dtype == np.uint8 else 65535.0
@@ -81,7 +79,7 @@ def upscale_image(net: nn.Module, path: str, scale: int, device: torch.device, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m kd_plugin.infer', description=__doc__.splitlines()[0])
+    parser = Parser('python -m kd_plugin.infer', description=__doc__.splitlines()[0])
     parser.add_argument('--model', required=True, help='OPTIONS.yml or OPTIONS.yml@CHECKPOINT.pth')
     parser.add_argument('--input', required=True, help='an image or a folder of images')
     parser.add_argument('--output', required=True, help='folder for the results')

@@ -14,7 +14,8 @@ from PIL import Image
 
 from kd_plugin.archs.build import check_init, construct_network, split_init
 from kd_plugin.archs.window_padding import window_multiple
-from kd_plugin.checkpoint_io import check_checkpoint_options
+from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only, state_dict_mismatch
+from kd_plugin.compat.quiet_build import construct
 from kd_plugin.data.image_io import list_images
 
 
@@ -157,6 +158,35 @@ def check_network_init(opt: dict[str, Any]) -> None:
             raise OptionError(str(err)) from err
 
 
+def check_kd_model(opt: dict[str, Any]) -> None:
+    """Everything ``KDModel`` would reject, checked on CPU with untrained networks before the run
+    starts: option keys, losses, teacher settings, layer names, scales, adapter shapes and the teacher
+    checkpoint (last: the earlier checks name the likelier cause of a mismatch)."""
+    from basicsr.utils.registry import LOSS_REGISTRY
+
+    from kd_plugin.distill.wiring import wire
+    from kd_plugin.models import kd_options
+
+    kd_options.check_teacher_checkpoint(opt)
+    kd_options.check_option_keys(opt)
+    train = opt.get('train') or {}
+    kd_options.require_a_loss(train)
+    kd_options.nan_policy(train)
+    kd_options.teacher_dtype(train.get('teacher') or {}, torch.device('cuda' if opt.get('num_gpu') else 'cpu'))
+    kd_options.teacher_pad_to(opt)
+    student = construct_network(opt['network_g'], 'network_g')
+    teacher = construct_network(opt['network_t'], 'network_t')
+    feature = construct(LOSS_REGISTRY, train['feature_opt'], 'train.feature_opt') if train.get('feature_opt') else None
+    forward = construct(LOSS_REGISTRY, train['forward_opt'], 'train.forward_opt') if train.get('forward_opt') else None
+    wire(student, teacher, opt['scale'], feature, forward, kd_options.probe_input(opt))
+    if opt['path'].get('strict_load_t', True):
+        mismatch = state_dict_mismatch(kd_options.teacher_state_dict(opt)[0], teacher)
+        if mismatch:
+            raise ValueError(f'path.pretrain_network_t does not fit network_t ({opt["network_t"].get("type")}): '
+                             f'{mismatch}. Fix: use the checkpoint trained with this network_t, or set network_t to '
+                             'the arch the checkpoint was trained with')
+
+
 def check_options(opt: dict[str, Any]) -> None:
     """All checks that apply to the parsed options of a train or test run."""
     check_num_gpu(opt)
@@ -166,10 +196,8 @@ def check_options(opt: dict[str, Any]) -> None:
             lq = check_paired_dataset(phase, dataset, opt.get('scale', dataset.get('scale', 1)))
             check_window_multiple(opt, phase, lq)
     if opt.get('model_type') == 'KDModel' and opt.get('is_train'):
-        from kd_plugin.models.kd_options import check_kd_options
-
         try:
-            check_kd_options(opt)
+            check_kd_model(opt)
         except ValueError as err:
             raise OptionError(str(err)) from err
 
@@ -189,6 +217,22 @@ def check_output_folder(folder: str) -> None:
                           f'{current!r}, or make it a writable folder')
 
 
+def check_resume_files(opt: dict[str, Any], state_path: str) -> None:
+    """Every checkpoint a resumed run reloads from its own experiment exists: ``net_<x>_<iter>.pth`` of
+    each saved network and, for a KD run with adapters, ``net_adapters_<iter>.pth``. Without this, a
+    missing file would restart that network from scratch with the saved optimizer."""
+    from kd_plugin.compat.resume import missing_checkpoint_error, resumed_networks
+    from kd_plugin.models.kd_model import adapter_checkpoint, uses_adapters
+
+    state = load_weights_only(state_path, 'path.resume_state')
+    needed = dict(resumed_networks(opt, state['iter']))
+    if opt.get('model_type') == 'KDModel' and uses_adapters(opt) and not opt['path'].get('pretrain_network_adapters'):
+        needed['the KD adapters'] = adapter_checkpoint(opt, state_path)
+    for what, path in needed.items():
+        if not osp.isfile(path):
+            raise OptionError(missing_checkpoint_error(state_path, path, what))
+
+
 def checked_parse_options(parse_options: Callable) -> Callable:
     """Wrap BasicSR's ``parse_options`` so that :func:`check_options` runs right after it."""
 
@@ -205,6 +249,9 @@ def checked_parse_options(parse_options: Callable) -> Callable:
             check_checkpoint_options(opt, resume)
         except ValueError as err:
             raise OptionError(str(err)) from err
+        state = resume or opt['path'].get('resume_state')
+        if state and opt.get('is_train'):
+            check_resume_files(opt, state)
         check_output_folder(opt['path'].get('experiments_root') or opt['path'].get('results_root'))
         return opt, args
 

@@ -4,6 +4,7 @@ import os
 import sys
 from os import path as osp
 
+from kd_plugin.cli import Parser, fail
 from kd_plugin.data.bundled_photos import write_photos
 from kd_plugin.data.lmdb_builder import build_paired_lmdbs
 from kd_plugin.data.lr_generation import make_lr_pairs
@@ -18,7 +19,7 @@ def _scales(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='python -m kd_plugin.prepare', description=__doc__)
+    parser = Parser('python -m kd_plugin.prepare', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
 
     lr = sub.add_parser('lr', help='HR folder -> OUT/X{s}/HR (modcropped) and OUT/X{s}/LR (MATLAB bicubic)',
@@ -105,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             prepare_photos(args.output, args.scales, args.lmdb)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f'kd_plugin.prepare {args.command}: error: {err}', file=sys.stderr)
-        return 2
+        return fail(f'prepare {args.command}: {err}')
     return 0
 
 

@@ -54,7 +54,7 @@ def kd_model_options(teacher_path: str, losses: dict, models_dir: str, **top) ->
 
 def kd_options(name: str, data: str, teacher: str, backend: str = 'disk', total_iter: int = 4) -> dict:
     """Options of a tiny x2 KD run through train.py with all three losses (a ``tiny_pairs`` folder)."""
-    from tests.conftest import sr_options
+    from tests.helpers import sr_options
 
     opt = sr_options(name, data, backend=backend, total_iter=total_iter, model_type='KDModel')
     opt['network_g'] = dict(TINY_STUDENT)

@@ -1,5 +1,6 @@
-"""``python -m kd_plugin.ablation``: identical runs but for the KD terms, a table, resumable."""
+"""``python -m kd_plugin.ablation``: runs that differ only in their KD terms, seeds, statistics, a table."""
 import json
+import math
 import os
 import sys
 from os import path as osp
@@ -7,56 +8,106 @@ from os import path as osp
 import pytest
 import yaml
 
-from kd_plugin import ablation
-from tests.conftest import ROOT, run, shared_data, write_options
+from kd_plugin.ablation import runner, variants
+from kd_plugin.ablation.seed_stats import mean_std, paired_delta
+from kd_plugin.models.kd_options import KD_INGREDIENTS
+from tests.helpers import ROOT, run, shared_data, write_options
 from tests.kd_fixtures import kd_options
 
 
 def test_variants_differ_only_in_their_kd_terms(teacher, tiny_pairs):
     base = kd_options('abl', tiny_pairs, teacher)
     base['train']['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 1.0}
-    opts = {v: ablation.variant_options(base, v, total_iter=8) for v in ablation.VARIANTS}
+    names = variants.available_variants(base)
+    assert names == ['no_kd', 'no_kd_equal_time', 'output', 'feature', 'forward', 'recipe_without_distill_opt',
+                     'recipe_without_feature_opt', 'recipe_without_forward_opt', 'recipe']
+    opts = {v: variants.variant_options(base, v, seed=3, total_iter=8) for v in names}
     assert opts['no_kd']['model_type'] == 'SRModel' and 'network_t' not in opts['no_kd']
     assert 'pretrain_network_t' not in opts['no_kd']['path']
-    for v, terms in ablation.VARIANTS.items():
-        assert {t for t in ablation.KD_TERMS if t in opts[v]['train']} == set(terms), v
-        rest = {k: x for k, x in opts[v]['train'].items() if k not in ablation.KD_TERMS + ('teacher',)}
-        assert rest == {k: x for k, x in opts['no_kd']['train'].items() if k != 'teacher'}, v
-        assert opts[v]['datasets'] == base['datasets'] and opts[v]['manual_seed'] == base['manual_seed']
-        assert opts[v]['train']['total_iter'] == 8 and opts[v]['name'] == f'abl_ablation_{v}'
-    assert 'forward_opt' in base['train']  # the base options are not modified
-    base['train'].pop('forward_opt')
-    assert ablation.available_variants(base) == ['no_kd', 'output', 'feature', 'all']
+    expected = {'no_kd': set(), 'no_kd_equal_time': set(), 'output': {'distill_opt'}, 'feature': {'feature_opt'},
+                'forward': {'forward_opt'}, 'recipe_without_distill_opt': {'feature_opt', 'forward_opt'},
+                'recipe_without_feature_opt': {'distill_opt', 'forward_opt'},
+                'recipe_without_forward_opt': {'distill_opt', 'feature_opt'},
+                'recipe': {'distill_opt', 'feature_opt', 'forward_opt'}}
+    for v, opt in opts.items():
+        assert {t for t in KD_INGREDIENTS if t in opt['train']} == expected[v], v
+        rest = {k: x for k, x in opt['train'].items() if k not in KD_INGREDIENTS + ('teacher',)}
+        assert rest == opts['no_kd']['train'], v
+        assert opt['datasets'] == base['datasets'] and opt['manual_seed'] == 3 and 'val' not in opt
+        assert opt['train']['total_iter'] == 8 and opt['name'] == f'abl_ablation_{v}_s3'
+    assert 'forward_opt' in base['train'] and 'val' in base  # the recipe is not modified
+
+    base['path']['pretrain_network_g'] = '/some/init.pth'
+    assert 'init_only' in variants.available_variants(base)
+    assert variants.variant_options(base, 'init_only', 0)['path']['pretrain_network_g'] == '/some/init.pth'
+    assert variants.variant_options(base, 'no_kd', 0)['path']['pretrain_network_g'] is None
+    assert variants.variant_options(base, 'recipe', 0)['path']['pretrain_network_g'] == '/some/init.pth'
+    with pytest.raises(ValueError, match="variant 'outputs' does not apply"):
+        variants.variant_options(base, 'outputs', 0)
 
 
-def test_ablation_runs_every_variant_writes_the_table_and_skips_finished_runs(teacher, tiny_pairs, exp_name,
-                                                                              tmp_path):
-    shared_data('Set5')
-    opt_path = write_options(str(tmp_path), kd_options(exp_name, tiny_pairs, teacher, total_iter=2))
+def test_seed_statistics_match_a_hand_computation():
+    mean, std = mean_std([30.1, 30.3, 30.2])
+    assert mean == pytest.approx(30.2) and std == pytest.approx(0.1)
+    assert mean_std([30.0]) == (30.0, None)
+    # paired by seed: differences 0.2, 0.1, 0.3 -> mean 0.2, std 0.1, SE 0.1 / sqrt(3) = 0.0577
+    delta = paired_delta({0: 30.3, 1: 30.2, 2: 30.6}, {0: 30.1, 1: 30.1, 2: 30.3})
+    assert delta.mean == pytest.approx(0.2) and delta.se == pytest.approx(0.1 / math.sqrt(3)) and delta.n == 3
+    assert not delta.within_noise and str(delta) == '+0.20 ± 0.06'
+    # differences 0.1, -0.05, 0.04: mean 0.03, SE 0.0437 -> |0.03| < 2 SE
+    small = paired_delta({0: 30.1, 1: 29.95, 2: 30.04}, {0: 30.0, 1: 30.0, 2: 30.0})
+    assert small.within_noise and str(small) == '+0.03 ± 0.04, within noise'
+    one = paired_delta({0: 30.2}, {0: 30.0, 1: 29.0})
+    assert one.n == 1 and one.se is None and str(one) == '+0.20 (1 seed: no noise estimate)'
+
+
+def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teacher, tiny_pairs, exp_name, tmp_path):
+    opt_path = write_options(str(tmp_path), kd_options(exp_name, tiny_pairs, teacher, total_iter=4))
     out = tmp_path / 'out'
     cmd = [sys.executable, '-m', 'kd_plugin.ablation', '-opt', opt_path, '--sets', shared_data('Set5'),
-           '--out', str(out)]
+           '--seeds', '0', '1', '--output', str(out)]
     first = run(cmd, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
-    rows = json.load(open(out / 'ablation.json'))['rows']
-    assert [r['run'] for r in rows] == ['bicubic', 'teacher', 'no_kd', 'output', 'feature', 'forward', 'all']
-    assert abs(rows[0]['Set5_psnr'] - 33.67) < 0.01
+    result = json.load(open(out / 'ablation.json'))
+    rows = {r['run']: r for r in result['rows']}
+    assert list(rows) == ['bicubic', 'teacher', 'no_kd', 'recipe', 'no_kd_equal_time']
+    assert abs(rows['bicubic']['Set5_psnr']['mean'] - 33.67) < 0.01  # published x2 bicubic on Set5: 33.66
+    for v in ('no_kd', 'recipe', 'no_kd_equal_time'):
+        for seed in (0, 1):
+            name = f'{exp_name}_ablation_{v}_s{seed}'
+            assert osp.isfile(osp.join(ROOT, 'experiments', name, 'models', 'net_g_latest.pth'))
+    # the equal-time student ran the iterations that fit in the KD run's time (KD steps cost more)
+    assert rows['recipe']['iterations'] == [4] and all(i > 4 for i in rows['no_kd_equal_time']['iterations'])
+    cell = rows['recipe']['Set5_psnr']
+    values = cell['values']
+    assert cell['mean'] == pytest.approx((values['0'] + values['1']) / 2)
+    baseline = rows['no_kd']['Set5_psnr']['values']
+    d = [values[s] - baseline[s] for s in ('0', '1')]
+    assert cell['delta']['mean'] == pytest.approx(sum(d) / 2)
+    assert cell['delta']['se'] == pytest.approx(abs(d[0] - d[1]) / 2)  # std of 2 values / sqrt(2)
     table = open(out / 'ablation.md').read()
-    for v in ('output', 'feature', 'forward', 'all'):
-        r = next(r for r in rows if r['run'] == v)
-        delta = r['Set5_psnr'] - next(r for r in rows if r['run'] == 'no_kd')['Set5_psnr']
-        assert f'| {v} | {r["Set5_psnr"]:.2f} / {r["Set5_ssim"]:.4f} ({delta:+.2f}) |' in table
-    for v in ablation.VARIANTS:
-        assert osp.isfile(osp.join(ROOT, 'experiments', f'{exp_name}_ablation_{v}', 'models', 'net_g_latest.pth'))
+    assert '| recipe | 4 |' in table and f'{cell["mean"]:.2f} ± {cell["std"]:.2f} ({cell["delta"]["text"]})' in table
 
     again = run(cmd, timeout=900)
-    assert again.returncode == 0 and again.stdout.count('finished earlier, skipped') == 5
-    assert json.load(open(out / 'ablation.json'))['rows'] == rows
+    assert again.returncode == 0 and again.stdout.count('finished earlier, skipped') == 6
+    assert json.load(open(out / 'ablation.json'))['rows'] == result['rows']
+
+
+@pytest.mark.parametrize('extra,needle', [
+    (['--seeds', '0', '1', '0'], 'error: --seeds 0 1 0: a seed is repeated'),
+    (['--variants', 'init_only'], 'error: --variants: init_only do(es) not apply to this recipe; choose from no_kd'),
+])
+def test_bad_ablation_arguments_are_refused_before_any_training(teacher, tiny_pairs, exp_name, tmp_path, extra,
+                                                                 needle):
+    opt_path = write_options(str(tmp_path), kd_options(exp_name, tiny_pairs, teacher, total_iter=2))
+    result = run([sys.executable, '-m', 'kd_plugin.ablation', '-opt', opt_path, *extra])
+    assert result.returncode == 2 and needle in result.stderr, result.stderr[-2000:]
+    assert not [d for d in os.listdir(osp.join(ROOT, 'experiments')) if d.startswith(exp_name)]
 
 
 def test_a_finished_run_with_other_options_is_not_reused(teacher, tiny_pairs, exp_name):
     base = kd_options(exp_name, tiny_pairs, teacher, total_iter=2)
-    opt = ablation.variant_options(base, 'no_kd')
+    opt = variants.variant_options(base, 'no_kd', 0)
     folder = osp.join(ROOT, 'experiments', opt['name'])
     os.makedirs(osp.join(folder, 'models'))
     open(osp.join(folder, 'models', 'net_g_latest.pth'), 'w').close()
@@ -64,5 +115,5 @@ def test_a_finished_run_with_other_options_is_not_reused(teacher, tiny_pairs, ex
     with open(osp.join(folder, f'{opt["name"]}.yml'), 'w') as f:
         yaml.safe_dump(dict(opt, train=dict(opt['train'], total_iter=99)), f)
     with pytest.raises(RuntimeError, match='holds a finished run with different train'):
-        ablation.finished(opt)
-    assert ablation.finished(dict(opt, train=dict(opt['train'], total_iter=99)))
+        runner.finished(opt)
+    assert runner.finished(dict(opt, train=dict(opt['train'], total_iter=99)))

@@ -118,14 +118,21 @@ def test_starts_near_bicubic_and_is_deterministic_on_cpu(arch):
 @pytest.mark.parametrize('arch', ARCHS)
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_autocast(arch, dtype):
+    """Reduced precision stays close to fp32 relative to what the learned path contributes (an untrained
+    network outputs almost the bicubic image, so its grid head is scaled up until that path matters)."""
+    torch.manual_seed(0)
     net = build_network({'type': arch}).eval()
+    with torch.no_grad():
+        net.coeffs.grid.conv.weight.mul_(300)
     x = torch.rand(1, 3, 12, 14)
     with torch.no_grad():
         ref = net(x)
+        learned = (ref - F.interpolate(x, scale_factor=4, mode='bicubic', align_corners=False)).abs().mean()
         with torch.autocast('cpu', dtype=dtype):
             low = net(x)
     assert low.shape == ref.shape and torch.isfinite(low).all()
-    assert (low.float() - ref).abs().mean() < 0.02
+    assert learned > 0.05
+    assert (low.float() - ref).abs().mean() < 0.05 * learned
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -149,7 +156,7 @@ def test_registered_with_hookable_layers_and_matching_grids():
         with torch.no_grad():
             net(torch.rand(1, 3, 24, 32))
         handle.remove()
-    assert grids[0] == grids[1] == (1, 3 * (8 + 1), 8, 6, 8)  # [B, n_out*(n_in+1), D, Gh, Gw]
+    assert grids[0] == grids[1] == (1, 3 * (8 + 1), 8, 6, 8)  # [B, n_out*(hr_feat+1), D, Gh, Gw]
 
 
 def test_deformable_convs_sit_in_the_low_resolution_paths():
@@ -182,7 +189,8 @@ def test_deformable_conv_flops_are_counted():
 
 @pytest.mark.parametrize('opt,needle', [
     ({'upscale': 8}, 'upscale must be 2, 3 or 4'),
-    ({'n_in': 0}, 'n_in must be an integer >= 1'),
+    ({'hr_feat': 0}, 'hr_feat must be an integer >= 1'),
+    ({'n_in': 0}, 'hr_feat must be an integer >= 1'),  # the option's earlier name
     ({'num_block': 3}, 'num_block must be even'),
     ({'num_out_ch': 1}, 'num_out_ch (1) must equal num_in_ch (3)'),
     ({'deform_per_stage': 3, 'num_block': 4}, 'deform_per_stage (3) cannot exceed'),

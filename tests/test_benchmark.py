@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr
 
 from kd_plugin.benchmark import compare
-from kd_plugin.benchmark.models import parse_model, select_params
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set, score, to_grey
-from tests.conftest import shared_data
+from kd_plugin.checkpoint_io import pick_state_dict
+from kd_plugin.model_loading import parse_model
+from tests.helpers import shared_data, tiny_model
 
 # Published Y-channel bicubic figures (PSNR, SSIM) of the SR literature (e.g. Kim et al. 2016, Lim et al. 2017)
 PUBLISHED_BICUBIC = {
@@ -55,22 +55,17 @@ def test_pareto_front_keeps_only_undominated_points():
 
 
 def test_parameter_key_prefers_ema_like_basicsr_releases():
-    w = {'w': torch.zeros(1)}
-    assert select_params({'params': w, 'params_ema': w}, None, 'm')[1] == 'params_ema'
-    assert select_params({'params': w}, None, 'm')[1] == 'params'
-    with pytest.raises(ValueError, match=r"model m: parameter key 'params_x' not in the checkpoint"):
-        select_params({'params': w}, 'params_x', 'm')
+    """One picker for benchmark models and KD teachers."""
+    w, v = {'w': torch.zeros(1)}, {'w': torch.ones(1)}
+    assert pick_state_dict({'params': w, 'params_ema': v}, None, 'm') == (v, 'params_ema')
+    assert pick_state_dict({'params': w}, None, 'm') == (w, 'params')
+    assert pick_state_dict(w, None, 'm') == (w, None)  # a bare state dict
+    assert pick_state_dict({'params': w, 'params_ema': v}, 'params', 'm') == (w, 'params')  # the key given wins
+    assert pick_state_dict({'params': w}, 'params_ema', 'm') == (w, 'params')  # BasicSR's load_network fallback
+    with pytest.raises(ValueError, match=r"m: no parameter key 'params_x' or 'params' in the checkpoint \(it has "
+                                         r"\['weights'\]\)"):
+        pick_state_dict({'weights': w}, 'params_x', 'm')
 
-
-def tiny_model(folder, name, arch: dict, scale: int = 2, seed: int = 0) -> str:
-    torch.manual_seed(seed)
-    ckpt = osp.join(folder, f'{name}.pth')
-    torch.save({'params': build_network(dict(arch)).state_dict()}, ckpt)
-    path = osp.join(folder, f'{name}.yml')
-    with open(path, 'w') as f:
-        yaml.safe_dump({'name': name, 'scale': scale, 'network_g': arch,
-                        'path': {'pretrain_network_g': ckpt}}, f)
-    return path
 
 
 def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
@@ -96,7 +91,7 @@ def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
                          '--model', f'mismatch={good}@{other[:-4]}.pth', '--model', 'missing.yml',
                          '--sets', shared_data('Set5'), str(broken), str(tmp_path / 'NoSuchSet'),
                          '--scales', '2', '--lr-size', '16', '16', '--runs', '1', '--threads', '1',
-                         '--out', str(out)])
+                         '--output', str(out)])
     assert code == 0
     assert {'x2.md', 'benchmark.csv', 'benchmark.json', 'psnr_vs_params_x2.png',
             'psnr_vs_cpu_fp32_x2.png'} <= set(os.listdir(out))

@@ -1,5 +1,6 @@
 """Each compatibility fix: the trap is real without it, and gone with it."""
 import multiprocessing
+import os
 import sys
 from os import path as osp
 
@@ -10,7 +11,7 @@ import torch
 from basicsr.utils.file_client import FileClient
 
 from kd_plugin.compat import APPLIED
-from tests.conftest import free_port, run
+from tests.helpers import free_port, run
 
 # Only the torchvision alias, without importing kd_plugin (whose import applies every fix).
 TORCHVISION_ALIAS_ONLY = ('import torchvision.transforms._functional_tensor as f\n'
@@ -59,14 +60,14 @@ def _resume_opt(tmp_path, auto_resume=True):
     for it in (4, 12, 8):
         state = {'epoch': 1, 'iter': it, 'optimizers': [], 'schedulers': []}
         torch.save(state, exp / 'training_states' / f'{it}.state')
-    torch.save({'params': {}}, exp / 'models' / 'net_g_12.pth')
-    return {'auto_resume': auto_resume, 'num_gpu': 0, 'network_g': {}, 'network_t': {},
+    for it in (8, 12):
+        torch.save({'params': {}}, exp / 'models' / f'net_g_{it}.pth')
+    return {'auto_resume': auto_resume, 'num_gpu': 0, 'model_type': 'KDModel', 'network_g': {}, 'network_t': {},
             'path': {'training_states': str(exp / 'training_states'), 'models': str(exp / 'models'),
                      'resume_state': None, 'pretrain_network_g': None, 'pretrain_network_t': '/teacher.pth',
                      'param_key_g': 'params_ema', 'param_key_t': 'params_ema'}}
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='the trap is specific to machines without CUDA')
 def test_auto_resume_finds_latest_state_from_another_directory_on_cpu(tmp_path, monkeypatch):
     opt = _resume_opt(tmp_path)
     monkeypatch.chdir(tmp_path / 'experiments')  # not the root: upstream looks in ./experiments/<name>
@@ -80,7 +81,6 @@ def state_is_on_cpu(state):
     return all(not torch.is_tensor(v) or v.device.type == 'cpu' for v in state.values())
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='the trap is specific to machines without CUDA')
 def test_explicit_resume_state_loads_on_cpu(tmp_path):
     opt = _resume_opt(tmp_path, auto_resume=False)
     opt['path']['resume_state'] = opt['path']['training_states'] + '/8.state'
@@ -97,27 +97,58 @@ def test_check_resume_redirects_only_networks_the_run_saved(tmp_path):
     assert opt['path']['param_key_t'] == 'params_ema'
     assert basicsr.train.check_resume is basicsr.utils.misc.check_resume
 
+    lost = _resume_opt(tmp_path / 'lost')
+    lost['path']['resume_state'] = 'x/4.state'  # no net_g_4.pth: upstream would load a missing file ...
+    with pytest.raises(ValueError, match=r"resume: training state 'x/4.state' needs '.*net_g_4.pth', which does "
+                                         r"not exist, so network_g would restart"):
+        basicsr.utils.misc.check_resume(lost, 4)  # ... and the old fix skipped it: a silent restart from scratch
 
-def _read_in_child(lmdb_path, queue):
+
+def _read_in_child(lmdb_path, queue, parent_env_id):
+    from kd_plugin.compat import lmdb_envs
+
     client = FileClient('lmdb', db_paths=[lmdb_path], client_keys=['gt'])
-    queue.put(len(client.get('img0', 'gt')))
+    env = client.client._client['gt']
+    queue.put((len(client.get('img0', 'gt')), id(env) != parent_env_id,
+               {pid for pid, _ in lmdb_envs._OPEN_ENVS} == {os.getpid()}))
 
 
 def test_same_lmdb_opened_twice_and_after_fork(tiny_pairs):
+    """Train and val on one LMDB share an environment; a forked worker opens its own (LMDB forbids using
+    an environment across fork) instead of reusing or tripping over the parent's."""
     path = osp.join(tiny_pairs, 'HR.lmdb')
     first = FileClient('lmdb', db_paths=[path], client_keys=['gt'])
     second = FileClient('lmdb', db_paths=[path], client_keys=['gt'])  # py-lmdb >= 2 raised here
     assert first.get('img0', 'gt') == second.get('img0', 'gt')
-    queue = multiprocessing.get_context('fork').Queue()
-    child = multiprocessing.get_context('fork').Process(target=_read_in_child, args=(path, queue))
+    parent_env = first.client._client['gt']
+    assert second.client._client['gt'] is parent_env
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_in_child, args=(path, queue, id(parent_env)))
     child.start()
     child.join(60)
     assert child.exitcode == 0
-    assert queue.get(timeout=5) == len(first.get('img0', 'gt'))
+    size, own_env, only_own = queue.get(timeout=5)
+    assert size == len(first.get('img0', 'gt')) and own_env and only_own
+    assert first.get('img0', 'gt')  # the parent's environment is untouched by the child
 
 
+def test_lmdb_opened_again_with_other_options_is_an_error_and_envs_close_at_exit(tiny_pairs):
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='the trap is specific to machines without CUDA')
+    path = osp.join(tiny_pairs, 'LR.lmdb')
+    FileClient('lmdb', db_paths=[path], client_keys=['lq'])
+    with pytest.raises(ValueError, match=r"io_backend: the LMDB .*LR.lmdb' is already open in this process with "
+                                         r".*'readahead': False.*asks for .*'readahead': True"):
+        FileClient('lmdb', db_paths=[path], client_keys=['lq'], readahead=True)
+    code = ('import kd_plugin, sys\nfrom basicsr.utils.file_client import FileClient\n'
+            'from kd_plugin.compat import lmdb_envs\n'
+            f'c = FileClient("lmdb", db_paths=[{path!r}], client_keys=["lq"])\n'
+            'env = c.client._client["lq"]\nlmdb_envs.close_envs()\n'
+            'try:\n    env.begin()\nexcept Exception as e:\n    print("closed:", type(e).__name__)\n')
+    result = run([sys.executable, '-c', code])
+    assert result.stdout.strip().startswith('closed:'), result.stderr[-2000:]
+
+
 def test_pytorch_launcher_initialises_gloo_and_wraps_ddp_on_cpu():
     code = ('import kd_plugin, torch\n'
             'from basicsr.utils.dist_util import init_dist\n'
@@ -127,7 +158,7 @@ def test_pytorch_launcher_initialises_gloo_and_wraps_ddp_on_cpu():
             'm = BaseModel({"num_gpu": 0, "is_train": True, "dist": True})\n'
             'net = m.model_to_device(torch.nn.Linear(2, 2))\n'
             'print(type(net).__name__, net.device_ids)\n')
-    env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
+    env = {'CUDA_VISIBLE_DEVICES': '', 'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
            'MASTER_PORT': str(free_port())}
     result = run([sys.executable, '-c', code], env=env, timeout=120)
     assert result.returncode == 0, result.stderr

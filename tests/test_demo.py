@@ -7,7 +7,7 @@ from os import path as osp
 import cv2
 
 from kd_plugin.demo import TEACHER, TEACHER_SHA256, sha256
-from tests.conftest import ROOT, run
+from tests.helpers import ROOT, run
 
 
 def test_shipped_teacher_matches_its_published_sha256():
@@ -19,7 +19,7 @@ def test_shipped_teacher_matches_its_published_sha256():
 
 
 def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
-    cmd = [sys.executable, '-m', 'kd_plugin.demo', '--iters', '4', '--tag', exp_name]
+    cmd = [sys.executable, '-m', 'kd_plugin.demo', '--total_iter', '4', '--tag', exp_name]
     first = run(cmd, timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     out = osp.join(ROOT, 'results', exp_name)
@@ -37,7 +37,7 @@ def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
     assert f'side-by-side crops: {osp.join(out, "side_by_side.png")}' in first.stdout
     assert 'Teacher on photos_val (computed once)' in first.stdout  # BasicSR's log lines are shown
 
-    second = run(cmd + ['--no-baseline'], timeout=900)
+    second = run(cmd + ['--no_baseline'], timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     archived = [d for d in os.listdir(osp.join(ROOT, 'results')) if d.startswith(f'{exp_name}_archived_')]
     assert len(archived) == 1 and osp.isfile(osp.join(ROOT, 'results', archived[0], 'results.md'))

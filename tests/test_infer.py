@@ -9,7 +9,7 @@ import yaml
 from basicsr.archs import build_network
 
 from kd_plugin.infer import upscale_tensor
-from tests.conftest import run
+from tests.helpers import run
 
 EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 2}
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from basicsr.losses import build_loss
 
-from kd_plugin.distill.adapters import Adapter
+from kd_plugin.distill.adapters import Adapter, build_adapters
 from kd_plugin.losses.criteria import attention_map, spatial_affinity
 
 
@@ -40,8 +40,8 @@ def test_fakd_affinity_by_hand():
     teacher = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]], [[0.0, 0.0]]]])  # orthogonal pixels: [[1, 0], [0, 1]]
     loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'fakd',
                        'pairs': [{'student': 's', 'teacher': 't'}]})
-    loss.build_adapters([feat.shape], [teacher.shape])
-    assert loss.adapters[0].is_identity
+    adapters = build_adapters([('pair', feat.shape, teacher.shape)], False, True, None, True)
+    assert adapters['features'][0].is_identity
     assert loss([feat], [teacher]).item() == pytest.approx((0 + 0.6 + 0.6 + 0) / 4)
 
 
@@ -52,7 +52,6 @@ def test_attention_maps_by_hand():
     teacher = torch.tensor([[[[1.0, 0.0]]]])  # one channel: map (1, 0)
     loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'at', 'loss_weight': 3.0,
                        'pairs': [{'student': 's', 'teacher': 't', 'weight': 0.5}]})
-    loss.build_adapters([feat.shape], [teacher.shape])
     expected = ((1 / math.sqrt(5) - 1) ** 2 + (2 / math.sqrt(5)) ** 2) / 2
     assert loss([feat], [teacher]).item() == pytest.approx(3.0 * 0.5 * expected, rel=1e-6)
 
@@ -62,11 +61,12 @@ def test_fitnet_l2_with_adapter_and_weights():
                        'pairs': [{'student': 'a', 'teacher': 'b', 'weight': 2.0}, {'student': 'c', 'teacher': 'd'}]})
     s1, t1 = torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4)
     s2, t2 = torch.randn(2, 4, 2, 2), torch.randn(2, 4, 2, 2)
-    loss.build_adapters([s1.shape, s2.shape], [t1.shape, t2.shape])
-    conv = loss.adapters[0].conv
-    assert conv.in_channels == 3 and conv.out_channels == 5 and loss.adapters[1].is_identity
+    pairs = [('a', s1.shape, t1.shape), ('c', s2.shape, t2.shape)]
+    adapters = build_adapters(pairs, True, True, None, True)['features']
+    conv = adapters[0].conv
+    assert conv.in_channels == 3 and conv.out_channels == 5 and adapters[1].is_identity
     expected = 0.5 * (2.0 * (conv(s1) - t1).square().mean() + (s2 - t2).square().mean())
-    torch.testing.assert_close(loss([s1, s2], [t1, t2]), expected)
+    torch.testing.assert_close(loss([adapters[0](s1), adapters[1](s2)], [t1, t2]), expected)
 
 
 def test_adapter_resizes_or_rejects_spatial_mismatch():

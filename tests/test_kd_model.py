@@ -42,21 +42,68 @@ def test_each_term_alone_trains_the_student_and_never_the_teacher(teacher_path, 
     assert not model.net_t.training
 
 
-def test_adapters_get_gradients_only_from_terms_that_use_them(teacher_path, tmp_path):
-    model = make_model(teacher_path, tmp_path, all_losses())
+def test_adapters_are_trained_by_their_own_optimizer_once_per_step(teacher_path, tmp_path):
+    opt = kd_model_options(teacher_path, all_losses(), str(tmp_path))
+    opt['train']['optim_adapters'] = {'type': 'Adam', 'lr': 0.5}  # optim_g: Adam at 1e-2
+    torch.manual_seed(0)
+    model = build_model(opt)
+    model.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 32, 32)})
     feature_adapters, forward_adapter = model.net_adapters['features'], model.net_adapters['forward_adaptation']
     assert feature_adapters[0].is_identity  # coeffs.grid shapes agree
     assert feature_adapters[1].conv.in_channels == 6 and feature_adapters[1].conv.out_channels == 12
     assert forward_adapter.conv is not None
+    before = params(model.net_adapters)
     model.optimize_parameters(1)
-    assert feature_adapters[1].conv.weight.grad.abs().sum() > 0
-    assert forward_adapter.conv.weight.grad.abs().sum() > 0
+    for name, p in model.net_adapters.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        # exactly one Adam step at the adapter learning rate (the first: lr * g / (|g| + eps)), not also
+        # one of optim_g's
+        torch.testing.assert_close(p.detach(), before[name] - 0.5 * p.grad / (p.grad.abs() + 1e-8), rtol=0,
+                                   atol=1e-6)
+    assert {id(p) for g in model.optimizer_g.param_groups for p in g['params']}.isdisjoint(
+        id(p) for p in model.net_adapters.parameters())
 
-    only_dist = make_model(teacher_path, tmp_path, {'distill_opt': all_losses()['distill_opt'],
-                                                    'feature_opt': all_losses()['feature_opt']})
-    only_dist.cri_feat.loss_weight = 0.0
-    only_dist.optimize_parameters(1)
-    assert only_dist.net_adapters['features'][1].conv.weight.grad.abs().sum() == 0
+
+def test_forward_adaptation_runs_the_teacher_head_once_and_matches_a_full_rerun(teacher_path, tmp_path):
+    model = make_model(teacher_path, tmp_path, {'forward_opt': all_losses()['forward_opt']})
+    counts = {}
+    for name in ('head', 'trunk.0.0.conv1', 'trunk.1.0.conv1', 'trunk_tail', 'coeffs.splat.0'):
+        layer = dict(model.net_t.named_modules())[name]
+        layer.register_forward_hook(lambda m, a, o, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
+    # the reference: the whole teacher rerun with trunk.1's output replaced by the adapted student feature
+    with torch.no_grad():
+        target = model.teacher_forward(model.lq)
+    feat = model.net_g.trunk[1](model.net_g.trunk[0](model.net_g.head(model.lq)))
+    adapter = model.net_adapters['forward_adaptation']
+    handle = model.net_t.trunk[1].register_forward_hook(lambda m, a, out: adapter(feat, out.shape[-2:]))
+    expected = model.cri_fwd(model.teacher_forward(model.lq), target).item()
+    handle.remove()
+    counts.clear()
+
+    model.optimize_parameters(1)
+    assert model.log_dict['l_fwd'] == pytest.approx(expected, rel=1e-5)
+    # inside the reused head nothing runs twice; trunk.1 onwards runs in both passes
+    assert counts['trunk.0.0.conv1'] == 1
+    assert counts['trunk.1.0.conv1'] == 1  # the replaced layer's inside does not run again either
+    assert counts['trunk_tail'] == 2 and counts['coeffs.splat.0'] == 2
+
+
+def test_forward_adaptation_with_an_identity_adapter_survives_inplace_ops_in_the_teacher(tmp_path):
+    """MSRResNet's conv_first is followed by LeakyReLU(inplace=True): the tail must not modify the
+    student's own feature, which autograd still needs."""
+    arch = {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    path = save_teacher(str(tmp_path), arch)
+    losses = {'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0},
+              'forward_opt': {'type': 'ForwardAdaptationLoss', 'student': 'conv_first', 'teacher': 'conv_first'},
+              'feature_opt': {'type': 'FeatureMatchingLoss', 'pairs': [{'student': 'conv_first',
+                                                                         'teacher': 'conv_first'}]}}
+    model = make_model(path, tmp_path, losses, network_g=dict(arch), network_t=dict(arch))
+    assert model.net_adapters['forward_adaptation'].is_identity
+    assert model.student_recorder.clone == {'conv_first'} and model.teacher_recorder.clone == {'conv_first'}
+    before = params(model.net_g)
+    model.optimize_parameters(1)  # raised "modified by an inplace operation" before
+    assert all(torch.isfinite(torch.tensor(v)) for v in model.log_dict.values())
+    assert not torch.equal(model.net_g.conv_first.weight, before['conv_first.weight'])
 
 
 def test_hooks_record_one_step_and_release_it(teacher_path, tmp_path):
@@ -95,7 +142,7 @@ def test_loss_decreases_over_steps(teacher_path, tmp_path):
      'KDModel: no loss configured'),
 ])
 def test_bad_kd_options_name_the_option(teacher_path, tmp_path, mutate, needle):
-    from kd_plugin.models.kd_options import check_kd_options
+    from kd_plugin.preflight import check_kd_model as check_kd_options
 
     opt = kd_model_options(teacher_path, all_losses(), str(tmp_path))
     mutate(opt)
@@ -108,7 +155,7 @@ def test_bad_kd_options_name_the_option(teacher_path, tmp_path, mutate, needle):
 def test_teacher_checkpoint_of_another_arch_names_the_keys(tmp_path):
     other = save_teacher(str(tmp_path), {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8,
                                          'num_block': 1, 'upscale': 2})
-    from kd_plugin.models.kd_options import check_kd_options
+    from kd_plugin.preflight import check_kd_model as check_kd_options
 
     with pytest.raises(ValueError, match=r"does not fit network_t \(HDRNet\): missing keys \['head.weight'"):
         check_kd_options(kd_model_options(other, all_losses(), str(tmp_path)))

@@ -5,7 +5,7 @@ from basicsr.utils.matlab_functions import imresize as basicsr_imresize
 
 from kd_plugin.data.image_io import list_images, read_image
 from kd_plugin.data.matlab_bicubic import bicubic_downscale, imresize_uint8, modcrop, resize_matrix
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 
 
 @pytest.mark.parametrize('test_set', ['Set5', 'Set14', 'BSD100'])

@@ -7,7 +7,7 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 OPTION_FILES = sorted(glob.glob(osp.join(ROOT, 'options', '**', '*.yml'), recursive=True))
 
@@ -49,7 +49,7 @@ def test_kd_files_cover_the_required_pairs():
 def test_kd_file_layers_and_adapters_check_out(path, tmp_path):
     """The pre-run KD check (layer names, probed shapes, adapters, teacher keys) passes with a teacher
     checkpoint of the file's network_t, and every layer it names exists in the nets."""
-    from kd_plugin.models.kd_options import check_kd_options
+    from kd_plugin.preflight import check_kd_model as check_kd_options
 
     with open(path) as f:
         opt = yaml.safe_load(f)

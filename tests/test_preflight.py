@@ -8,29 +8,13 @@ import cv2
 import pytest
 import torch
 
-from tests.conftest import ROOT, experiment, sr_options, train, write_options
-
-
-def _fails_cleanly(opt: dict, tmp_path, *needles: str) -> str:
-    """Run training; assert exit 2 with all ``needles`` in stderr and the old experiment untouched."""
-    existing = experiment(opt['name'])
-    os.makedirs(existing)
-    with open(osp.join(existing, 'keep.txt'), 'w') as f:
-        f.write('earlier run')
-    result = train(write_options(str(tmp_path), opt))
-    assert result.returncode == 2, result.stderr[-2000:]
-    for needle in needles:
-        assert needle in result.stderr, result.stderr[-2000:]
-    assert 'Traceback' not in result.stderr
-    assert os.listdir(existing) == ['keep.txt']  # not archived, not written into
-    assert not [d for d in os.listdir(osp.join(ROOT, 'experiments')) if d.startswith(f'{opt["name"]}_archived')]
-    return result.stderr
+from tests.helpers import TINY_SWINIR, experiment, fails_cleanly, sr_options, train, write_options
 
 
 def test_missing_dataset_folder(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs)
     opt['datasets']['train']['dataroot_gt'] = str(tmp_path / 'no_such_dir')
-    _fails_cleanly(opt, tmp_path, 'datasets.train.dataroot_gt', 'does not exist', 'Fix:')
+    fails_cleanly(opt, tmp_path, 'datasets.train.dataroot_gt', 'does not exist', 'Fix:')
 
 
 def test_lmdb_with_different_lr_and_hr_keys(tiny_pairs, exp_name, tmp_path):
@@ -40,14 +24,14 @@ def test_lmdb_with_different_lr_and_hr_keys(tiny_pairs, exp_name, tmp_path):
     (bad_lr / 'meta_info.txt').write_text('\n'.join(meta[:-1] + [meta[-1].replace('img3', 'other')]) + '\n')
     opt = sr_options(exp_name, tiny_pairs, backend='lmdb')
     opt['datasets']['train']['dataroot_lq'] = str(bad_lr)
-    _fails_cleanly(opt, tmp_path, 'datasets.train', "only in LR: ['other']", "only in HR: ['img3']",
+    fails_cleanly(opt, tmp_path, 'datasets.train', "only in LR: ['other']", "only in HR: ['img3']",
                    'kd_plugin.prepare lmdb')
 
 
 def test_lr_hr_sizes_disagree_with_scale(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs, scale=4)
     opt['network_g']['upscale'] = 4
-    _fails_cleanly(opt, tmp_path, 'datasets.train', 'does not match scale: 4', 'HR should be 128x128')
+    fails_cleanly(opt, tmp_path, 'datasets.train', 'does not match scale: 4', 'HR should be 128x128')
 
 
 def test_unpaired_file_names(tiny_pairs, exp_name, tmp_path):
@@ -56,7 +40,7 @@ def test_unpaired_file_names(tiny_pairs, exp_name, tmp_path):
     os.rename(lr / 'img1.png', lr / 'renamed.png')
     opt = sr_options(exp_name, tiny_pairs)
     opt['datasets']['val']['dataroot_lq'] = str(lr)
-    _fails_cleanly(opt, tmp_path, 'datasets.val', "LR without HR: ['renamed']", "HR without LR: ['img1']")
+    fails_cleanly(opt, tmp_path, 'datasets.val', "LR without HR: ['renamed']", "HR without LR: ['img1']")
 
 
 def test_unreadable_image_is_named(tiny_pairs, exp_name, tmp_path):
@@ -65,20 +49,20 @@ def test_unreadable_image_is_named(tiny_pairs, exp_name, tmp_path):
     (hr / 'img2.png').write_bytes((hr / 'img2.png').read_bytes()[:40])  # truncated file
     opt = sr_options(exp_name, tiny_pairs)
     opt['datasets']['train']['dataroot_gt'] = str(hr)
-    stderr = _fails_cleanly(opt, tmp_path, 'datasets.train.dataroot_gt')
+    stderr = fails_cleanly(opt, tmp_path, 'datasets.train.dataroot_gt')
     assert 'img2.png' in stderr
 
 
 def test_patch_larger_than_images(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs)
     opt['datasets']['train']['gt_size'] = 96
-    _fails_cleanly(opt, tmp_path, 'datasets.train.gt_size: 96', 'smallest HR image side (64 px)')
+    fails_cleanly(opt, tmp_path, 'datasets.train.gt_size: 96', 'smallest HR image side (64 px)')
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
 def test_num_gpu_1_without_cuda(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs, num_gpu=1)
-    _fails_cleanly(opt, tmp_path, 'num_gpu: 1', 'no CUDA device', '`num_gpu: auto`')
+    fails_cleanly(opt, tmp_path, 'num_gpu: 1', 'no CUDA device', '`num_gpu: auto`',
+                  env={'CUDA_VISIBLE_DEVICES': ''})  # a machine without CUDA, also where there is one
 
 
 def test_grey_validation_images_with_modcrop_slack_are_accepted(tmp_path):
@@ -96,9 +80,6 @@ def test_grey_validation_images_with_modcrop_slack_are_accepted(tmp_path):
         check_paired_dataset('train', dict(val, phase='train'), 2)
 
 
-TINY_SWINIR = {'type': 'SwinIR', 'upscale': 2, 'img_size': 16, 'window_size': 8, 'embed_dim': 12, 'depths': [1],
-               'num_heads': [2], 'mlp_ratio': 1, 'upsampler': 'pixelshuffledirect', 'img_range': 1.0}
-
 
 def _swinir_options(exp_name: str, tiny_pairs: str, tmp_path, model_type: str) -> dict:
     """A tiny SwinIR (window 8) validated on one 30x30 LR image, like Set5's 70x70 `head` at x4."""
@@ -113,14 +94,14 @@ def _swinir_options(exp_name: str, tiny_pairs: str, tmp_path, model_type: str) -
 
 def test_window_arch_validated_without_padding_fails_before_training(tiny_pairs, exp_name, tmp_path):
     opt = _swinir_options(exp_name, tiny_pairs, tmp_path, 'SRModel')
-    _fails_cleanly(opt, tmp_path, "datasets.val: 'img0' is 30x30 in LR", 'network_g.window_size: 8',
+    fails_cleanly(opt, tmp_path, "datasets.val: 'img0' is 30x30 in LR", 'network_g.window_size: 8',
                    'model_type: SRModel does not pad', 'Fix: model_type: SwinIRModel')
 
 
 def test_window_arch_training_patch_must_be_a_window_multiple(tiny_pairs, exp_name, tmp_path):
     opt = _swinir_options(exp_name, tiny_pairs, tmp_path, 'SwinIRModel')
     opt['datasets']['train']['gt_size'] = 36
-    _fails_cleanly(opt, tmp_path, 'datasets.train.gt_size: 36 gives 18 px LR patches', 'multiple of 16')
+    fails_cleanly(opt, tmp_path, 'datasets.train.gt_size: 36 gives 18 px LR patches', 'multiple of 16')
 
 
 def test_window_arch_with_swinir_model_validates_any_size(tiny_pairs, exp_name, tmp_path):

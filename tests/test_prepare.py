@@ -12,7 +12,7 @@ from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
 from kd_plugin.data.image_io import read_image
 from kd_plugin.data.matlab_bicubic import bicubic_downscale
-from tests.conftest import run, shared_data
+from tests.helpers import run, shared_data
 
 
 def prepare(*args: str):

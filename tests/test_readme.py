@@ -10,7 +10,7 @@ from os import path as osp
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run
+from tests.helpers import ROOT, run
 
 README = open(osp.join(ROOT, 'README.md')).read()
 COMMANDS = [line.split('  #')[0].strip() for block in re.findall(r'```bash\n(.*?)```', README, re.S)

@@ -9,10 +9,11 @@ import sys
 import time
 from os import path as osp
 
+import pytest
 import torch
 from basicsr.archs import build_network
 
-from tests.conftest import ROOT, experiment, torchrun_train, train, train_log, write_options
+from tests.helpers import ROOT, experiment, torchrun_train, train, train_log, write_options
 from tests.kd_fixtures import TINY_STUDENT, kd_options
 
 
@@ -92,33 +93,32 @@ def test_two_identical_kd_runs_give_identical_losses_and_weights(tiny_pairs, tea
             shutil.rmtree(experiment(name), ignore_errors=True)
 
 
-FAIL_ON_RANK_1 = '''
-import os
-if os.environ.get('RANK') == '1':  # only the second training process; torchrun itself has no RANK
-    import kd_plugin.models.kd_model as kd_model
-
-    _step = kd_model.KDModel.optimize_parameters
-
-    def _failing_step(self, current_iter):
-        if current_iter >= 2:
-            raise RuntimeError('injected failure on rank 1')
-        return _step(self, current_iter)
-
-    kd_model.KDModel.optimize_parameters = _failing_step
-'''
-
-
 def test_one_failing_rank_ends_the_whole_ddp_job_with_its_error(tiny_pairs, teacher, exp_name, tmp_path):
     """Rank 1 raises at iteration 2 while rank 0 waits in DDP's all-reduce: the job must not hang."""
-    inject = tmp_path / 'inject'
-    inject.mkdir()
-    (inject / 'sitecustomize.py').write_text(FAIL_ON_RANK_1)  # imported by every Python started with this path
     opt = kd_options(exp_name, tiny_pairs, teacher, total_iter=20)
     opt['datasets']['train']['batch_size_per_gpu'] = 1
     started = time.time()
-    result = torchrun_train(write_options(str(tmp_path), opt), timeout=240, env={'PYTHONPATH': str(inject)})
+    result = torchrun_train(write_options(str(tmp_path), opt), timeout=240, env={'KD_PROBE_RAISE': '1:2'},
+                            script=osp.join(ROOT, 'tests', 'ddp_probe_train.py'))
     elapsed = time.time() - started
     assert result.returncode != 0
     assert 'injected failure on rank 1' in result.stderr  # the failing rank's error is shown
     assert elapsed < 120, f'took {elapsed:.0f} s'
     print(f'\nDDP job with a failing rank exited {result.returncode} after {elapsed:.0f} s')
+
+
+@pytest.mark.parametrize('lost', ['net_g_4.pth', 'net_adapters_4.pth'])
+def test_resume_with_a_lost_network_checkpoint_is_refused_before_anything_is_written(tiny_pairs, teacher, exp_name,
+                                                                                    tmp_path, lost):
+    """Resuming 4.state without net_g_4.pth used to continue at iteration 4 with fresh student weights."""
+    opt = kd_options(exp_name, tiny_pairs, teacher, total_iter=4)
+    opt_path = write_options(str(tmp_path), opt)
+    assert train(opt_path).returncode == 0
+    os.remove(experiment(exp_name, 'models', lost))
+    before = {p: os.path.getmtime(p) for p in glob.glob(experiment(exp_name, '**'), recursive=True)}
+    result = train(opt_path, '--auto_resume', '--force_yml', 'train:total_iter=6')
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"needs '{experiment(exp_name, 'models', lost)}', which does not exist" in result.stderr
+    assert 'would restart from scratch with the saved optimizer. Fix: restore that file' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert {p: os.path.getmtime(p) for p in glob.glob(experiment(exp_name, '**'), recursive=True)} == before

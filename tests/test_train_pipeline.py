@@ -3,10 +3,7 @@ import os
 import sys
 from os import path as osp
 
-import pytest
-import torch
-
-from tests.conftest import ROOT, experiment, run, sr_options, torchrun_train, train, train_log, write_options
+from tests.helpers import ROOT, experiment, run, sr_options, torchrun_train, train, train_log, write_options
 
 
 def test_disk_train_validate_checkpoint_auto_resume_elsewhere_and_test(tiny_pairs, exp_name, tmp_path):
@@ -54,7 +51,6 @@ def test_lmdb_train_and_val_on_same_database_with_workers(tiny_pairs, exp_name, 
 
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU/gloo path; the GPU check covers nccl')
 def test_torchrun_two_cpu_processes(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs, total_iter=4)
     opt['datasets']['train']['batch_size_per_gpu'] = 1

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kd_plugin.checkpoint_io import load_weights_only
-from tests.conftest import experiment, sr_options, train, train_log, write_options
+from tests.helpers import experiment, sr_options, train, train_log, write_options
 from tests.kd_fixtures import kd_options, save_teacher
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from kd_plugin.archs.build import construct_network
-from kd_plugin.benchmark.models import load_model, parse_model
-from tests.conftest import ROOT, experiment, sr_options, train, train_log, write_options
+from kd_plugin.model_loading import load_model, parse_model
+from tests.helpers import ROOT, experiment, sr_options, train, train_log, write_options
 
 SRVGG = {'type': 'SRVGGNetCompact', 'num_feat': 64, 'num_conv': 16, 'upscale': 4}
 SRVGG_INIT = [{'a': 0.25}, {'modules': ['body.34'], 'a': 0.25, 'scale': 0.1}]

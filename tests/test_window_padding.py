@@ -5,9 +5,8 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from kd_plugin.archs.window_padding import PaddedToWindow, pad_to_multiple, window_multiple
-from kd_plugin.benchmark.models import load_model, parse_model
-from tests.test_benchmark import tiny_model
-from tests.test_preflight import TINY_SWINIR
+from kd_plugin.model_loading import load_model, parse_model
+from tests.helpers import TINY_SWINIR, tiny_model
 
 
 def tiny_swinir() -> torch.nn.Module:

@@ -6,13 +6,13 @@ Data flow for an LR image ``x`` (``[B, 3, h, w]``) and scale ``s``::
                                                      │
         ┌────────────────────────────────────────────┤
         │ coefficient network (low resolution)       │ upsample: conv + PixelShuffle(s)
-        │ coeffs.splat  (stride-2 convs)             │   u [B, n_in, sh, sw]
+        │ coeffs.splat  (stride-2 convs)             │   u [B, hr_feat, sh, sw]
         │   ├ coeffs.local   (convs)                 │      │
         │   └ coeffs.global_path (strided convs,     │   guide: pointwise MLP -> sigmoid
         │        global pool, FC)                   │   g [B, 1, sh, sw] in [0, 1]
         │ fusion: relu(local + global)               │      │
         │ coeffs.grid (1x1 conv -> 5-D bilateral grid)      │
-        │   [B, n_out*(n_in+1), D, h/2^k, w/2^k] ── slice(grid, g) ── apply(A, u) ── + bicubic(x) = y
+        │   [B, n_out*(hr_feat+1), D, h/2^k, w/2^k] ── slice(grid, g) ── apply(A, u) ── + bicubic(x) = y
 
 The global path ends in global average pooling, so any LR size works; the grid's spatial size follows
 the input (one cell per ``2^n_splat`` LR pixels).
@@ -46,7 +46,7 @@ class ResidualBlock(nn.Module):
 
 
 class CoefficientNet(nn.Module):
-    """Low-resolution features -> bilateral grid ``[B, n_out*(n_in+1), D, Gh, Gw]``."""
+    """Low-resolution features -> bilateral grid ``[B, n_coef, D, Gh, Gw]`` (``n_coef = n_out*(hr_feat+1)``)."""
 
     def __init__(self, in_ch: int, width: int, n_coef: int, luma_bins: int, n_splat: int, n_global: int,
                  local_conv: ConvFactory = plain_conv) -> None:
@@ -97,7 +97,8 @@ class BilateralGridSR(nn.Module):
         upscale: 2, 3 or 4.
         num_feat: trunk width ``F`` at LR resolution.
         num_block: residual blocks in the trunk, split evenly over ``trunk.0`` and ``trunk.1``.
-        n_in: feature channels at HR resolution that the sliced affine maps act on.
+        hr_feat: feature channels at HR resolution that the sliced affine maps act on (HDRNet's affine
+            input width ``n_in``; the old option name ``n_in`` is still accepted).
         luma_bins: guide bins ``D`` of the grid.
         n_splat: stride-2 splat convs; one grid cell covers ``2**n_splat`` LR pixels.
         coeff_feat: width of the coefficient network.
@@ -111,15 +112,17 @@ class BilateralGridSR(nn.Module):
     """
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, upscale: int = 4, num_feat: int = 64,
-                 num_block: int = 8, n_in: int = 8, luma_bins: int = 8, n_splat: int = 2, coeff_feat: int = 64,
+                 num_block: int = 8, hr_feat: int = 8, luma_bins: int = 8, n_splat: int = 2, coeff_feat: int = 64,
                  n_global: int = 2, guide_feat: int = 16, deform_per_stage: int = 0,
-                 deform_local: bool = False) -> None:
+                 deform_local: bool = False, n_in: int | None = None) -> None:
         super().__init__()
         name = type(self).__name__
+        if n_in is not None:  # the option's earlier name
+            hr_feat = n_in
         if upscale not in (2, 3, 4):
             raise ValueError(f'{name}: upscale must be 2, 3 or 4, got {upscale!r}')
         for key, value, low in (('num_in_ch', num_in_ch, 1), ('num_out_ch', num_out_ch, 1), ('num_feat', num_feat, 1),
-                                ('num_block', num_block, 2), ('n_in', n_in, 1), ('luma_bins', luma_bins, 1),
+                                ('num_block', num_block, 2), ('hr_feat', hr_feat, 1), ('luma_bins', luma_bins, 1),
                                 ('n_splat', n_splat, 0), ('coeff_feat', coeff_feat, 1), ('n_global', n_global, 0),
                                 ('guide_feat', guide_feat, 1), ('deform_per_stage', deform_per_stage, 0)):
             if not isinstance(value, int) or value < low:
@@ -139,11 +142,12 @@ class BilateralGridSR(nn.Module):
         self.trunk = nn.Sequential(*(nn.Sequential(*(ResidualBlock(num_feat, kind) for kind in kinds))
                                      for _ in range(2)))
         self.trunk_tail = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.upsample = nn.Sequential(nn.Conv2d(num_feat, n_in * upscale * upscale, 3, 1, 1), nn.PixelShuffle(upscale))
-        self.coeffs = CoefficientNet(num_feat, coeff_feat, num_out_ch * (n_in + 1), luma_bins, n_splat, n_global,
+        self.upsample = nn.Sequential(nn.Conv2d(num_feat, hr_feat * upscale * upscale, 3, 1, 1),
+                                      nn.PixelShuffle(upscale))
+        self.coeffs = CoefficientNet(num_feat, coeff_feat, num_out_ch * (hr_feat + 1), luma_bins, n_splat, n_global,
                                      ModulatedDeformConv2d if deform_local else plain_conv)
-        self.guide = nn.Sequential(nn.Conv2d(n_in, guide_feat, 1), nn.ReLU(inplace=True), nn.Conv2d(guide_feat, 1, 1),
-                                   nn.Sigmoid())
+        self.guide = nn.Sequential(nn.Conv2d(hr_feat, guide_feat, 1), nn.ReLU(inplace=True),
+                                   nn.Conv2d(guide_feat, 1, 1), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.num_in_ch:

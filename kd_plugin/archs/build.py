@@ -18,7 +18,6 @@ plain convs) shrink the signal about 6x per layer, so the first layers' gradient
 1e-10 and the body never leaves its initial state on a short schedule. A ``pretrain_network_*``
 checkpoint or a resumed state still replaces the initialisation.
 """
-import sys
 from copy import deepcopy
 from typing import Any
 
@@ -28,6 +27,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from kd_plugin.compat.quiet_build import construct
 from kd_plugin.distill.layer_names import resolve_layer
 
 INIT_KEY = 'init_weights'
@@ -72,10 +72,10 @@ def apply_init(net: nn.Module, entries: list[dict[str, Any]], where: str = 'netw
 
 
 def construct_network(net_opt: dict[str, Any], where: str = 'network_g') -> nn.Module:
-    """The network of ``net_opt``, initialised; unlike BasicSR's ``build_network`` it does not log
-    (that would create the root logger before ``train_pipeline`` gives it its file)."""
+    """The network of ``net_opt``, initialised, built without logging (for the pre-run checks:
+    :mod:`kd_plugin.compat.quiet_build` says why)."""
     arch, init = split_init(net_opt)
-    return apply_init(ARCH_REGISTRY.get(arch.pop('type'))(**arch), init, where)
+    return apply_init(construct(ARCH_REGISTRY, arch, where), init, where)
 
 
 def build_network(net_opt: dict[str, Any]) -> nn.Module:
@@ -85,15 +85,3 @@ def build_network(net_opt: dict[str, Any]) -> nn.Module:
     if init:
         get_root_logger().info(f'Network [{net.__class__.__name__}] re-initialised: default_init_weights({init})')
     return net
-
-
-def install() -> list[str]:
-    """Make BasicSR's models build their networks with :func:`build_network`; returns the modules
-    patched. Each BasicSR model module bound ``build_network`` at import, so each is rebound."""
-    patched = []
-    for name, module in list(sys.modules.items()):
-        if (name == 'basicsr.archs' or name.startswith('basicsr.models.')) and \
-                getattr(module, 'build_network', None) is _original_build_network:
-            module.build_network = build_network
-            patched.append(name)
-    return patched

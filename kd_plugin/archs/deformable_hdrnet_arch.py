@@ -16,11 +16,12 @@ class DeformableHDRNet(BilateralGridSR):
     (0.26 s vs 0.17 s per 32x16x16 training step on 2 cores), so it is off by default.
     All full-resolution work (upsampling shuffle, guide, slice, apply) stays pointwise. Defaults:
     24-wide trunk of 4 blocks, 24-wide coefficient network, and the teacher's grid layout
-    (``n_in``, ``luma_bins``, ``n_splat``), so the two grids can be matched without an adapter.
+    (``hr_feat``, ``luma_bins``, ``n_splat``), so the two grids can be matched without an adapter.
     """
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, upscale: int = 4, num_feat: int = 24,
-                 num_block: int = 4, n_in: int = 8, luma_bins: int = 8, n_splat: int = 2, coeff_feat: int = 24,
-                 n_global: int = 2, guide_feat: int = 16, deform_per_stage: int = 0, deform_local: bool = True) -> None:
-        super().__init__(num_in_ch, num_out_ch, upscale, num_feat, num_block, n_in, luma_bins, n_splat, coeff_feat,
-                         n_global, guide_feat, deform_per_stage, deform_local)
+                 num_block: int = 4, hr_feat: int = 8, luma_bins: int = 8, n_splat: int = 2, coeff_feat: int = 24,
+                 n_global: int = 2, guide_feat: int = 16, deform_per_stage: int = 0, deform_local: bool = True,
+                 n_in: int | None = None) -> None:
+        super().__init__(num_in_ch, num_out_ch, upscale, num_feat, num_block, hr_feat, luma_bins, n_splat, coeff_feat,
+                         n_global, guide_feat, deform_per_stage, deform_local, n_in)

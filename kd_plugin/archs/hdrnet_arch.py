@@ -13,7 +13,8 @@ class HDRNet(BilateralGridSR):
     """
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, upscale: int = 4, num_feat: int = 64,
-                 num_block: int = 12, n_in: int = 8, luma_bins: int = 8, n_splat: int = 2, coeff_feat: int = 64,
-                 n_global: int = 2, guide_feat: int = 16) -> None:
-        super().__init__(num_in_ch, num_out_ch, upscale, num_feat, num_block, n_in, luma_bins, n_splat, coeff_feat,
-                         n_global, guide_feat)
+                 num_block: int = 12, hr_feat: int = 8, luma_bins: int = 8, n_splat: int = 2, coeff_feat: int = 64,
+                 n_global: int = 2, guide_feat: int = 16,
+                 n_in: int | None = None) -> None:
+        super().__init__(num_in_ch, num_out_ch, upscale, num_feat, num_block, hr_feat, luma_bins, n_splat, coeff_feat,
+                         n_global, guide_feat, n_in=n_in)

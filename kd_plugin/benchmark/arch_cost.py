@@ -3,15 +3,15 @@
 Prints a markdown table (parameters, GFLOPs, CPU latency and, with CUDA, fp32/fp16 latency and
 peak memory) for one LR input size and scale; every figure comes from this one run.
 """
-import argparse
 import platform
+import sys
 
 import torch
 
 import kd_plugin  # noqa: F401  (registers HDRNet / DeformableHDRNet)
 from kd_plugin.archs.build import build_network
-from kd_plugin.benchmark.flops import count_flops, count_params
-from kd_plugin.benchmark.timing import autocast_context, median_latency, peak_memory_bytes
+from kd_plugin.benchmark.cost import measure_cost
+from kd_plugin.cli import Parser
 
 
 def peer_specs(scale: int) -> dict[str, dict]:
@@ -25,26 +25,8 @@ def peer_specs(scale: int) -> dict[str, dict]:
     }
 
 
-def measure(spec: dict, lr_size: tuple[int, int], cuda: bool, runs: int) -> dict:
-    net = build_network(dict(spec)).eval()
-    x = torch.rand(1, 3, *lr_size)
-    row = {'params': count_params(net), 'gflops': count_flops(net, x) / 1e9}
-    cpu = torch.device('cpu')
-    row['cpu_ms'] = median_latency(lambda: net(x), cpu, warmup=1, runs=runs) * 1e3
-    if cuda:
-        dev = torch.device('cuda')
-        net_cuda, x_cuda = net.to(dev), x.to(dev)
-        for label, dtype in (('fp32', None), ('fp16', torch.float16)):
-            def run(dtype=dtype):
-                with autocast_context(dev, dtype):
-                    return net_cuda(x_cuda)
-            row[f'cuda_{label}_ms'] = median_latency(run, dev, warmup=5, runs=max(runs, 20)) * 1e3
-            row[f'cuda_{label}_peak_mib'] = peak_memory_bytes(run, dev) / 2**20
-    return row
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser('python -m kd_plugin.benchmark.arch_cost', description=__doc__.splitlines()[0])
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--lr-size', type=int, nargs=2, default=[270, 480], metavar=('H', 'W'))
     parser.add_argument('--threads', type=int, default=2, help='CPU threads for the CPU latency')
@@ -52,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
-    rows = {name: measure(spec, tuple(args.lr_size), cuda, args.runs) for name, spec in peer_specs(args.scale).items()}
+    rows = {name: measure_cost(build_network(dict(spec)).eval(), tuple(args.lr_size), args.threads, args.runs, cuda,
+                               cpu_dtypes=('fp32',)) for name, spec in peer_specs(args.scale).items()}
     teacher = rows['HDRNet']
     print(f'x{args.scale}, LR {args.lr_size[1]}x{args.lr_size[0]}, torch {torch.__version__}, '
           f'{platform.processor() or platform.machine()}, {args.threads} CPU threads'
@@ -64,11 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     print('|---' * (len(cols) + 1) + '|')
     for name, r in rows.items():
         cells = [f'{r["params"]:,}', f'{r["params"] / teacher["params"]:.3f}', f'{r["gflops"]:.1f}',
-                 f'{r["gflops"] / teacher["gflops"]:.3f}', f'{r["cpu_ms"]:.0f}']
+                 f'{r["gflops"] / teacher["gflops"]:.3f}', f'{r["cpu_fp32_ms"]:.0f}']
         if cuda:
             cells += [f'{r["cuda_fp32_ms"]:.2f}', f'{r["cuda_fp16_ms"]:.2f}', f'{r["cuda_fp16_peak_mib"]:.0f}']
         print(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -19,48 +19,18 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from kd_plugin.benchmark.flops import count_flops, count_params
-from kd_plugin.benchmark.models import ModelSpec, load_model, network_upscaler, parse_model
+from kd_plugin.benchmark.cost import measure_cost
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
-from kd_plugin.benchmark.timing import autocast_context, median_latency, peak_memory_bytes
+from kd_plugin.cli import Parser
+from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler, parse_model
 
 DEFAULT_SETS = ('Set5', 'Set14', 'BSD100')
-DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
 def machine() -> dict[str, Any]:
     return {'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
             'python': platform.python_version(), 'torch': torch.__version__,
             'cuda': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-
-
-def measure_cost(net: torch.nn.Module, lr_size: tuple[int, int], threads: int, runs: int, cuda: bool) -> dict:
-    """Parameters, GFLOPs and latencies (ms) / FPS / peak MiB of ``net`` at one ``[1, 3, H, W]`` input."""
-    torch.set_num_threads(threads)
-    x = torch.rand(1, 3, *lr_size)
-    cost: dict[str, Any] = {'params': count_params(net), 'gflops': count_flops(net, x) / 1e9}
-    cpu = torch.device('cpu')
-    for label in ('fp32', 'bf16'):
-        def run(dtype=DTYPES[label]):
-            with autocast_context(cpu, dtype):
-                return net(x)
-        cost[f'cpu_{label}_ms'] = median_latency(run, cpu, warmup=1, runs=runs) * 1e3
-    if cuda:
-        dev = torch.device('cuda')
-        gpu_net = net.to(dev)
-        for label in ('fp32', 'fp16', 'bf16'):
-            for layout in ('', '_cl'):
-                fmt = torch.channels_last if layout else torch.contiguous_format
-                gpu_net.to(memory_format=fmt)
-                xg = x.to(dev).contiguous(memory_format=fmt)
-
-                def run(dtype=DTYPES[label], xg=xg):
-                    with autocast_context(dev, dtype):
-                        return gpu_net(xg)
-                cost[f'cuda_{label}{layout}_ms'] = median_latency(run, dev, warmup=5, runs=max(runs, 20)) * 1e3
-                cost[f'cuda_{label}{layout}_peak_mib'] = peak_memory_bytes(run, dev) / 2**20
-        net.to(cpu, memory_format=torch.contiguous_format)
-    return cost
 
 
 def benchmark_model(spec: ModelSpec, scale: int, sets: dict[str, Any], args: argparse.Namespace) -> dict:
@@ -178,7 +148,7 @@ def plot(rows: list[dict], scale: int, out_dir: str, cost_key: str, xlabel: str)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='python -m kd_plugin.benchmark', description=__doc__.splitlines()[0])
+    parser = Parser('python -m kd_plugin.benchmark', description=__doc__.splitlines()[0])
     parser.add_argument('--model', action='append', default=[], metavar='[LABEL=]SPEC',
                         help='bicubic | OPTIONS.yml | OPTIONS.yml@CHECKPOINT.pth (repeatable)')
     parser.add_argument('--sets', nargs='+', default=list(DEFAULT_SETS),
@@ -190,15 +160,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--runs', type=int, default=3, help='timed runs (CUDA: at least 20)')
     parser.add_argument('--cpu', action='store_true', help='do not use CUDA even when present')
     parser.add_argument('--skip-cost', action='store_true', help='quality only')
-    parser.add_argument('--out', default='results/benchmark')
+    parser.add_argument('--output', default='results/benchmark', help='folder for the tables, csv, json and plots')
     args = parser.parse_args(argv)
     args.model = args.model or ['bicubic']
     return args
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    """Every row for every scale, with the output files written under ``args.out``."""
-    os.makedirs(args.out, exist_ok=True)
+    """Every row for every scale, with the output files written under ``args.output``."""
+    os.makedirs(args.output, exist_ok=True)
     info = machine()
     specs = []
     rows: list[dict] = []
@@ -226,18 +196,18 @@ def run(args: argparse.Namespace) -> list[dict]:
                 row['mean_psnr'] = sum(row[f'{n}_psnr'] for n in scored) / len(scored)
                 row['mean_ssim'] = sum(row[f'{n}_ssim'] for n in scored) / len(scored)
             scale_rows.append(row)
-        with open(osp.join(args.out, f'x{scale}.md'), 'w') as f:
+        with open(osp.join(args.output, f'x{scale}.md'), 'w') as f:
             f.write(markdown_table(scale_rows, list(sets), scale, args, info))
         for key, label in (('cpu_fp32_ms', f'CPU fp32 latency (ms, LR {args.lr_size[1]}x{args.lr_size[0]})'),
                            ('cuda_fp16_ms', 'CUDA fp16 latency (ms)'), ('params', 'parameters')):
-            plot(scale_rows, scale, args.out, key, label)
+            plot(scale_rows, scale, args.output, key, label)
         rows = [r for r in rows if r['scale'] != scale] + scale_rows
     fields = sorted({k for r in rows for k in r}, key=lambda k: (k not in ('model', 'scale'), k))
-    with open(osp.join(args.out, 'benchmark.csv'), 'w', newline='') as f:
+    with open(osp.join(args.output, 'benchmark.csv'), 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    with open(osp.join(args.out, 'benchmark.json'), 'w') as f:
+    with open(osp.join(args.output, 'benchmark.json'), 'w') as f:
         json.dump({'machine': info, 'lr_size': args.lr_size, 'sets': args.sets, 'rows': rows}, f, indent=1)
     return rows
 
@@ -246,6 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rows = run(args)
     for scale in args.scales:
-        print(open(osp.join(args.out, f'x{scale}.md')).read())
-    print(f'wrote {args.out}/: ' + ', '.join(sorted(os.listdir(args.out))))
+        print(open(osp.join(args.output, f'x{scale}.md')).read())
+    print(f'wrote {args.output}/: ' + ', '.join(sorted(os.listdir(args.output))))
     return 1 if rows and all('error' in r for r in rows) else 0

@@ -15,10 +15,10 @@ the growth of the peak RSS over two steps in a fresh subprocess on the CPU (Linu
 
 The teacher's weights are random (cost does not depend on them), so no checkpoint is needed.
 """
-import argparse
 import multiprocessing
 import os
 import platform
+import sys
 import tempfile
 from copy import deepcopy
 from typing import Any
@@ -29,7 +29,8 @@ from basicsr.models import build_model
 
 import kd_plugin  # noqa: F401  (registers archs, losses, KDModel; importing the package applied the fixes)
 from kd_plugin.archs.build import build_network
-from kd_plugin.benchmark.timing import autocast_context, interleaved_medians
+from kd_plugin.benchmark.timing import autocast_context, interleaved_medians, peak_memory_bytes
+from kd_plugin.cli import Parser
 
 
 def _load_options(path: str) -> dict[str, Any]:
@@ -104,14 +105,6 @@ def _step_peak(args: tuple) -> float:
     return (_proc_status_kib('VmHWM') - before) / 1024
 
 
-def _cuda_peak(fn, device: torch.device) -> float:
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device) / 2**20
-
-
 def _path_name(dtype: torch.dtype | None, channels_last: bool) -> str:
     name = {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]
     return name + (' + channels_last' if channels_last else '')
@@ -153,7 +146,7 @@ def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = 
         if device == 'cuda':
             for name, fn in (('student', step(models['student'])), ('teacher', fns['teacher']),
                              ('kd', step(models['kd'])), ('kd_fwd', step(models['kd_fwd']))):
-                row[f'{name}_peak_mib'] = _cuda_peak(fn, dev)
+                row[f'{name}_peak_mib'] = peak_memory_bytes(fn, dev, grad=name != 'teacher') / 2**20
         else:
             ctx = multiprocessing.get_context('spawn')
             with ctx.Pool(1, maxtasksperchild=1) as pool:
@@ -185,8 +178,8 @@ def report(row: dict[str, float], title: str) -> str:
     return '\n'.join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser('python -m kd_plugin.benchmark.kd_overhead', description=__doc__.splitlines()[0])
     parser.add_argument('-opt', required=True, help='a KD options file (options/train/KD/...)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, default=2, help='CPU threads')
@@ -212,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
              f'x{kd_opt["scale"]}, batch {args.batch or train_set["batch_size_per_gpu"]}, '
              f'patch {args.patch or train_set["gt_size"]}, {device}, torch {torch.__version__}')
     print(report(row, title))
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -55,13 +55,16 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-@torch.no_grad()
-def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int | None:
-    """Peak CUDA memory allocated during ``fn()`` (None on CPU, where torch does not track it)."""
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device, grad: bool = False) -> int | None:
+    """Peak CUDA memory allocated during ``fn()`` (None on CPU, where torch does not track it).
+
+    Autograd is off unless ``grad`` (training steps need it)."""
     if device.type != 'cuda':
         return None
     torch.cuda.empty_cache()
+    _sync(device)
     torch.cuda.reset_peak_memory_stats(device)
-    fn()
+    with torch.set_grad_enabled(grad):
+        fn()
     _sync(device)
     return torch.cuda.max_memory_allocated(device)

@@ -1,6 +1,6 @@
 """Atomic checkpoint writes.
 
-``basicsr/models/base_model.py:229`` (``save_network``) and ``:327`` (``save_training_state``)
+``basicsr/models/base_model.py:229`` (``save_network``) and ``base_model.py:327`` (``save_training_state``)
 ``torch.save`` straight to the final file name. A job killed mid-write leaves a truncated
 ``net_g_<iter>.pth`` or ``<iter>.state``; ``--auto_resume`` then picks the truncated state (the
 highest iteration) and the run cannot continue. And when every retry fails (disk full), upstream
@@ -8,7 +8,9 @@ logs a warning and trains on with no checkpoint at all.
 
 Here both write to a temporary file in the same folder, fsync it and ``os.replace`` it onto the
 final name, so a file with a checkpoint's name is always complete. A write that still fails after
-the retries raises, naming the file, rather than training on unprotected.
+the retries raises, naming the file, rather than training on unprotected. Like upstream's (its
+``@master_only``, ``base_model.py:195`` and ``base_model.py:305``), only rank 0 writes: under DDP the other ranks
+hold the same weights, and on several nodes they have no experiment folder at all.
 """
 import inspect
 import os
@@ -47,8 +49,16 @@ def _bare_state(model, net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key.removeprefix('module.'): value.cpu() for key, value in model.get_bare_model(net).state_dict().items()}
 
 
+def _rank() -> int:
+    from basicsr.utils.dist_util import get_dist_info
+
+    return get_dist_info()[0]
+
+
 def save_network(self, net, net_label: str, current_iter: int, param_key='params') -> None:
-    """Replacement for ``BaseModel.save_network``: same file name and content, written atomically."""
+    """Replacement for ``BaseModel.save_network``: same file name and content, written atomically, by rank 0."""
+    if _rank() != 0:
+        return
     nets = net if isinstance(net, list) else [net]
     keys = param_key if isinstance(param_key, list) else [param_key]
     if len(nets) != len(keys):
@@ -59,8 +69,8 @@ def save_network(self, net, net_label: str, current_iter: int, param_key='params
 
 
 def save_training_state(self, epoch: int, current_iter: int) -> None:
-    """Replacement for ``BaseModel.save_training_state``: same content, written atomically."""
-    if current_iter == -1:
+    """Replacement for ``BaseModel.save_training_state``: same content, written atomically, by rank 0."""
+    if current_iter == -1 or _rank() != 0:
         return
     state = {'epoch': epoch, 'iter': current_iter,
              'optimizers': [o.state_dict() for o in self.optimizers],

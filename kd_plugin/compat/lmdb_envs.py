@@ -1,26 +1,64 @@
-"""One LMDB environment per database per process (py-lmdb >= 2 refuses a second open)."""
+"""One LMDB environment per database per process (py-lmdb >= 2 refuses a second open).
+
+LMDB allows one open environment per database per process, and an environment must not be used
+across ``fork()`` (LMDB's documentation: "use an MDB_env* in the process which opened it, without
+fork()ing"). BasicSR opens a new environment for every dataset instance, and its DataLoader workers
+are forked from the process that may already hold one. Here environments are cached by (process,
+database): datasets of one process share one, a forked worker closes the lock-free environments it
+inherited (only its own mappings go) and opens its own, and each process closes its environments at
+exit.
+"""
+import atexit
 import inspect
+import os
 from os import path as osp
 from typing import Any
 
 from kd_plugin.compat.record import applied
 
-_OPEN_ENVS: dict[str, Any] = {}
+#: (pid, real path) -> (environment, the options it was opened with)
+_OPEN_ENVS: dict[tuple[int, str], tuple[Any, dict[str, Any]]] = {}
 
 
-def open_shared_env(path: str, **kwargs: Any):
-    """Open the read-only LMDB at ``path``, or return the environment this process already has.
+def _forget_inherited(pid: int) -> None:
+    """Close the environments a forked child inherited from its parent (before it opens its own).
 
-    The cache is inherited by forked DataLoader workers, so a worker forked after validation
-    opened the database in the parent reuses that (read-only, lock-free) environment instead of
-    tripping py-lmdb's "already open in this process" guard.
-    """
+    py-lmdb's "already open" guard is inherited too, so the child could not open the database
+    otherwise. Closing in the child only unmaps the child's copy when the environment has no lock
+    table (``lock=False``, as BasicSR opens them); one with locks is left alone, since closing it
+    would clear the parent's reader slots, and the child then gets py-lmdb's own error."""
+    for key in [k for k in _OPEN_ENVS if k[0] != pid]:
+        env, options = _OPEN_ENVS.pop(key)
+        if not options.get('lock', True):
+            env.close()
+
+
+def open_shared_env(path: str, **options: Any):
+    """The read-only LMDB environment at ``path`` for this process, opened with ``options`` on first use.
+
+    A second dataset on the same database in the same process shares the environment; if it asks for
+    different options, that is a ``ValueError`` (LMDB cannot hold two differently opened copies)."""
     import lmdb
 
-    key = osp.realpath(path)
+    pid = os.getpid()
+    _forget_inherited(pid)
+    key = (pid, osp.realpath(path))
     if key not in _OPEN_ENVS:
-        _OPEN_ENVS[key] = lmdb.open(path, **kwargs)
-    return _OPEN_ENVS[key]
+        _OPEN_ENVS[key] = (lmdb.open(path, **options), dict(options))
+    env, first = _OPEN_ENVS[key]
+    if first != options:
+        raise ValueError(f'io_backend: the LMDB {path!r} is already open in this process with {first}, and another '
+                         f'dataset asks for {options}; LMDB allows one environment per database per process. Fix: give '
+                         'every dataset that reads this LMDB the same io_backend options')
+    return env
+
+
+@atexit.register
+def close_envs() -> None:
+    """Close this process's environments (those inherited from a parent are not this process's)."""
+    pid = os.getpid()
+    for key in [k for k in _OPEN_ENVS if k[0] == pid]:
+        _OPEN_ENVS.pop(key)[0].close()
 
 
 def _lmdb_backend_init(self, db_paths, client_keys='default', readonly=True, lock=False, readahead=False,

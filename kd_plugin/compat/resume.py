@@ -33,7 +33,7 @@ def load_resume_state(opt: dict[str, Any]) -> dict[str, Any] | None:
 
     Two upstream traps are fixed here:
 
-    * ``basicsr/train.py:72`` looks for ``experiments/<name>/training_states`` relative to the
+    * ``basicsr/train.py:71`` looks for ``experiments/<name>/training_states`` relative to the
       *current directory*. Started elsewhere, ``--auto_resume`` finds nothing, starts over and
       ``make_exp_dirs`` renames the real experiment to ``*_archived_*``. We use
       ``opt['path']['training_states']``, which ``parse_options`` anchors at ``root_path``.
@@ -56,25 +56,44 @@ def load_resume_state(opt: dict[str, Any]) -> dict[str, Any] | None:
     return state
 
 
+def resumed_networks(opt: dict[str, Any], resume_iter: int) -> dict[str, str]:
+    """``network_<x>`` -> ``models/net_<x>_<iter>.pth`` for every network a resumed run reloads from its
+    own checkpoints: all but those in ``path.ignore_resume_networks`` and a KD run's frozen teacher
+    ``network_t``, which the run never saves and which keeps its own ``path.pretrain_network_t``."""
+    ignored = set(opt['path'].get('ignore_resume_networks') or [])
+    if opt.get('model_type') == 'KDModel':
+        ignored.add('network_t')
+    return {network: osp.join(opt['path']['models'], f'net_{network[len("network_"):]}_{resume_iter}.pth')
+            for network in opt if network.startswith('network_') and network not in ignored}
+
+
+def missing_checkpoint_error(state: str, missing: str, what: str) -> str:
+    """The message for a training state whose network checkpoint is gone."""
+    return (f'resume: training state {state!r} needs {missing!r}, which does not exist, so {what} would restart from '
+            'scratch with the saved optimizer. Fix: restore that file, or resume from an earlier state whose files '
+            'are all there (path.resume_state: <experiment>/training_states/<iter>.state, after moving the later '
+            'states away), or start a new run under another name')
+
+
 def check_resume(opt: dict[str, Any], resume_iter: int) -> None:
-    """Replacement for ``basicsr.utils.misc.check_resume`` (``misc.py:118``).
+    """Replacement for ``basicsr.utils.misc.check_resume`` (``misc.py:116``).
 
     Upstream points ``path.pretrain_network_<x>`` of *every* top-level ``network_<x>`` at
     ``models/net_<x>_<iter>.pth`` and flips every ``param_key*`` from ``params_ema`` to
-    ``params``. A frozen teacher (``network_t``) is never saved by the run, so it would be
-    "resumed" from a file that does not exist. Here only networks whose checkpoint the run
-    actually wrote are redirected (``path.ignore_resume_networks`` still opts out), and only
-    their own ``param_key_<x>`` is changed.
+    ``params``. A frozen KD teacher (``network_t``) is never saved by the run, so it would be
+    "resumed" from a file that does not exist. Here the teacher keeps its own path
+    (:func:`resumed_networks`), only the redirected networks' own ``param_key_<x>`` changes, and a
+    missing checkpoint of a redirected network is an error naming the file, never a silent restart
+    from fresh weights.
     """
-    if not opt['path'].get('resume_state'):
+    state = opt['path'].get('resume_state')
+    if not state:
         return
-    ignored = opt['path'].get('ignore_resume_networks') or []
-    for network in (key for key in opt if key.startswith('network_')):
-        label = network[len('network_'):]
-        saved = osp.join(opt['path']['models'], f'net_{label}_{resume_iter}.pth')
-        if network in ignored or not osp.isfile(saved):
-            continue
+    for network, saved in resumed_networks(opt, resume_iter).items():
+        if not osp.isfile(saved):
+            raise ValueError(missing_checkpoint_error(state, saved, network))
         opt['path'][f'pretrain_{network}'] = saved
+        label = network[len('network_'):]
         if opt['path'].get(f'param_key_{label}') == 'params_ema':
             opt['path'][f'param_key_{label}'] = 'params'
         print(f'Resume: set pretrain_{network} to {saved}', flush=True)

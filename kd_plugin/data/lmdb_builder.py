@@ -15,7 +15,7 @@ def lmdb_keys(folder: str) -> dict[str, str]:
     """``{lmdb key: file name}`` for a folder; keys are file stems, which must not contain dots.
 
     BasicSR reads keys back from ``meta_info.txt`` with ``line.split('.')[0]``
-    (``basicsr/data/data_util.py:138``), so ``a.b.png`` would silently become key ``a``.
+    (``basicsr/data/data_util.py:142``, ``data_util.py:144``), so ``a.b.png`` would silently become key ``a``.
     """
     keys = {}
     for name in list_images(folder):

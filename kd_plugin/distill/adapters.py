@@ -1,4 +1,4 @@
-"""Adapters: trainable maps from a student feature to the teacher feature's shape."""
+"""Adapt: trainable maps from a student feature to the teacher feature's shape, and their one owner."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,3 +45,21 @@ class Adapter(nn.Module):
     @property
     def is_identity(self) -> bool:
         return self.conv is None
+
+
+def build_adapters(feature_pairs: list[tuple[str, torch.Size, torch.Size]], feature_channels: bool, resize: bool,
+                   forward_pair: tuple[str, torch.Size, torch.Size] | None, forward_resize: bool) -> nn.ModuleDict:
+    """All adapters of a KD run, in the layout of its ``net_adapters_<iter>.pth`` checkpoints:
+    ``features`` (one :class:`Adapter` per feature pair, in order) and ``forward_adaptation``.
+
+    ``feature_pairs``: ``(option, student shape, teacher shape)`` per pair; ``feature_channels``: whether
+    the feature criterion compares channel by channel (so the adapter maps channels). ``forward_pair``:
+    the same for the forward-adaptation layers, or None (an ``nn.Identity`` stands in)."""
+    features = nn.ModuleList()
+    for option, s, t in feature_pairs:
+        if not feature_channels and (len(s) != 4 or len(t) != 4):
+            raise ValueError(f'{option}: this criterion compares [B, C, H, W] features, got {list(s)} and {list(t)}')
+        features.append(Adapter(s, t, option, resize, match_channels=feature_channels))
+    forward = nn.Identity() if forward_pair is None else Adapter(forward_pair[1], forward_pair[2], forward_pair[0],
+                                                                 forward_resize)
+    return nn.ModuleDict({'features': features, 'forward_adaptation': forward})

@@ -3,7 +3,6 @@ import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from kd_plugin.distill.adapters import Adapter
 from kd_plugin.losses.criteria import OUTPUT_CRITERIA, get_criterion
 
 
@@ -20,6 +19,9 @@ class ForwardAdaptationLoss(nn.Module):
         loss_weight: ``w_fwd``.
         criterion: ``l1`` (default), ``l2``, ``charbonnier`` or ``relative``.
         resize: resize the student feature to the teacher's spatial size when they differ.
+
+    This module only compares; ``KDModel`` adapts the feature and runs the teacher's tail
+    (:class:`~kd_plugin.distill.substitution.TailRunner`).
     """
 
     def __init__(self, student: str, teacher: str, loss_weight: float = 1.0, criterion: str = 'l1',
@@ -30,11 +32,6 @@ class ForwardAdaptationLoss(nn.Module):
         self.criterion = criterion
         self.resize = resize
         self.fn = get_criterion(criterion, OUTPUT_CRITERIA, 'train.forward_opt.criterion')
-        self.adapter: nn.Module = nn.Identity()
-
-    def build_adapter(self, student_shape: torch.Size, teacher_shape: torch.Size) -> None:
-        self.adapter = Adapter(student_shape, teacher_shape,
-                               f'train.forward_opt ({self.student_layer} -> {self.teacher_layer})', self.resize)
 
     def forward(self, adapted_teacher_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
         return self.loss_weight * self.fn(adapted_teacher_out, teacher_out.to(adapted_teacher_out.dtype))

@@ -5,29 +5,42 @@ from copy import deepcopy
 from os import path as osp
 
 import torch
-import torch.distributed as dist
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
-from torch import nn
 
 from kd_plugin.archs.build import build_network
 from kd_plugin.archs.window_padding import crop_to_input, pad_to_multiple
+from kd_plugin.distill.rank_sync import average_gradients, broadcast_from_rank0, finite_on_all_ranks
 from kd_plugin.distill.recorder import FeatureRecorder
-from kd_plugin.distill.substitution import replaced_output
+from kd_plugin.distill.substitution import TailRunner
 from kd_plugin.distill.wiring import wire
 from kd_plugin.models.kd_options import (
-    LOSS_KEYS,
+    KD_LOSS_LOGS,
     check_option_keys,
-    check_teacher_checkpoint,
+    nan_policy,
     probe_input,
+    require_a_loss,
     teacher_dtype,
     teacher_pad_to,
+    teacher_state_dict,
 )
 
 ADAPTER_LABEL = 'net_adapters'
+
+
+def adapter_checkpoint(opt: dict, resume_state: str) -> str:
+    """``models/net_adapters_<iter>.pth`` that belongs to training state ``<iter>.state``."""
+    stem = osp.splitext(osp.basename(resume_state))[0]
+    return osp.join(opt['path']['models'], f'{ADAPTER_LABEL}_{stem}.pth')
+
+
+def uses_adapters(opt: dict) -> bool:
+    """Whether a KD run has an adapter module to save and resume (feature matching or forward adaptation)."""
+    train = opt.get('train') or {}
+    return bool(train.get('feature_opt') or train.get('forward_opt'))
 
 
 @MODEL_REGISTRY.register()
@@ -39,11 +52,14 @@ class KDModel(SRModel):
         L = w_pix L_pix(S(x), y) + w_dist L_dist(S(x), T(x))
             + w_feat sum_k w_k crit(A_k(F_S^{m_k}), F_T^{l_k}) + w_fwd crit(T_{>l}(A(F_S^m)), T(x))
 
-    The teacher runs once per step under ``no_grad`` (optionally bf16/fp16 autocast and
-    channels_last, ``train.teacher``); all losses share that pass. It is never wrapped in DDP.
-    Student features are captured by forward hooks on dotted layer names. ``net_g`` checkpoints hold
-    the plain student; the adapters have their own ``net_adapters_<iter>.pth`` and optimizer and are
-    restored on resume, while the teacher always reloads from its own path.
+    The teacher's forward pass runs once per step under ``no_grad`` (optionally bf16/fp16 autocast
+    and channels_last, ``train.teacher``); all losses share it. Forward adaptation reuses that pass's
+    head and reruns only the teacher's layers after ``l`` (:class:`TailRunner`). The teacher is never
+    wrapped in DDP. Student and teacher features are captured by forward hooks on dotted layer names
+    (:class:`FeatureRecorder`); the adapters ``A`` are one module, ``net_adapters``, built by
+    :func:`wire`, with its own optimizer and ``net_adapters_<iter>.pth`` checkpoint, kept identical on
+    all ranks (broadcast from rank 0 at start, gradients averaged). ``net_g`` checkpoints hold the
+    plain student; the teacher always reloads from its own path.
     """
 
     # ----------------------------------------------------------------- set-up
@@ -52,29 +68,30 @@ class KDModel(SRModel):
         train_opt = self.opt['train']
         self._setup_ema(train_opt.get('ema_decay', 0))
         self._build_teacher()
+        require_a_loss(train_opt)
+        self.nan_policy = nan_policy(train_opt)
         self.cri_pix = build_loss(train_opt['pixel_opt']).to(self.device) if train_opt.get('pixel_opt') else None
         self.cri_perceptual = (build_loss(train_opt['perceptual_opt']).to(self.device)
                                if train_opt.get('perceptual_opt') else None)
         self.cri_dist, self.cri_feat, self.cri_fwd = (
-            build_loss(train_opt[key]).to(self.device) if train_opt.get(key) else None for key in LOSS_KEYS[2:])
-        if not any((self.cri_pix, self.cri_perceptual, self.cri_dist, self.cri_feat, self.cri_fwd)):
-            raise ValueError('KDModel: no loss configured. Fix: set at least one of train.pixel_opt, '
-                             'train.distill_opt, train.feature_opt, train.forward_opt')
+            build_loss(train_opt[key]).to(self.device) if train_opt.get(key) else None for key in KD_LOSS_LOGS)
         student = self.get_bare_model(self.net_g)
-        plan = wire(student, self.net_t, self.opt['scale'], self.cri_feat, self.cri_fwd,
-                    probe_input(self.opt, self.device))
-        self.net_adapters = nn.ModuleDict({
-            'features': self.cri_feat.adapters if self.cri_feat else nn.ModuleList(),
-            'forward_adaptation': self.cri_fwd.adapter if self.cri_fwd else nn.Identity(),
-        }).to(self.device)
-        self.student_recorder = FeatureRecorder(student, list(plan.student), 'student layer')
-        self.teacher_recorder = FeatureRecorder(self.net_t, [p['teacher'] for p in self.cri_feat.pairs]
-                                                if self.cri_feat else [], 'teacher layer')
+        wiring = wire(student, self.net_t, self.opt['scale'], self.cri_feat, self.cri_fwd,
+                      probe_input(self.opt, self.device))
+        self.net_adapters = wiring.adapters.to(self.device)
+        self.student_recorder = FeatureRecorder(student, wiring.student, 'student layer', wiring.student_clone)
+        self.teacher_recorder = FeatureRecorder(self.net_t, wiring.teacher, 'teacher layer', wiring.teacher_clone)
+        self.teacher_tail = (TailRunner(self.net_t, self.cri_fwd.teacher_layer, 'train.forward_opt.teacher')
+                             if self.cri_fwd else None)
         self._load_adapters()
+        broadcast_from_rank0(self.net_adapters)  # ranks seed differently; a resumed file is the same anyway
         self.setup_optimizers()
         self.setup_schedulers()
 
     def _setup_ema(self, decay: float) -> None:
+        """SRModel's EMA set-up. Not inherited by calling ``SRModel.init_training_settings``: upstream
+        (``sr_model.py:66-67``) raises when neither a pixel nor a perceptual loss is set, and a KD run
+        may train on distillation terms alone."""
         self.ema_decay = decay
         if decay <= 0:
             return
@@ -88,11 +105,11 @@ class KDModel(SRModel):
         self.net_g_ema.eval()
 
     def _build_teacher(self) -> None:
-        path = check_teacher_checkpoint(self.opt)
         check_option_keys(self.opt)
+        _, key = teacher_state_dict(self.opt)
         self.net_t = build_network(deepcopy(self.opt['network_t'])).to(self.device)
-        self.load_network(self.net_t, path, self.opt['path'].get('strict_load_t', True),
-                          self.opt['path'].get('param_key_t', 'params'))
+        self.load_network(self.net_t, self.opt['path']['pretrain_network_t'],
+                          self.opt['path'].get('strict_load_t', True), key)
         self.net_t.eval().requires_grad_(False)
         teacher_opt = self.opt['train'].get('teacher') or {}
         self.teacher_dtype = teacher_dtype(teacher_opt, self.device)
@@ -104,12 +121,13 @@ class KDModel(SRModel):
         self._teacher_results: dict[str, dict[str, float]] = {}
 
     def _load_adapters(self) -> None:
+        """The adapters of ``path.pretrain_network_adapters``, or of the resumed iteration (the pre-run
+        check has made sure that file exists)."""
         path = self.opt['path'].get('pretrain_network_adapters')
         resume = self.opt['path'].get('resume_state')
-        if path is None and resume:
-            stem = osp.splitext(osp.basename(resume))[0]
-            path = osp.join(self.opt['path']['models'], f'{ADAPTER_LABEL}_{stem}.pth')
-        if path is not None and any(True for _ in self.net_adapters.parameters()):
+        if path is None and resume and uses_adapters(self.opt):
+            path = adapter_checkpoint(self.opt, resume)
+        if path is not None:
             self.load_network(self.net_adapters, path, True, 'params')
 
     def setup_optimizers(self) -> None:
@@ -142,7 +160,8 @@ class KDModel(SRModel):
             self.optimizer_adapters.zero_grad()
         with self.student_recorder.recording():
             self.output = self.net_g(self.lq)
-        with torch.no_grad(), self.teacher_recorder.recording():
+        tail = self.teacher_tail.recording() if self.teacher_tail else nullcontext()
+        with torch.no_grad(), self.teacher_recorder.recording(), tail:
             teacher_out = self.teacher_forward(self.lq).float()
 
         losses = OrderedDict()
@@ -156,19 +175,20 @@ class KDModel(SRModel):
         if self.cri_dist:
             losses['l_dist'] = self.cri_dist(self.output, teacher_out)
         if self.cri_feat:
-            losses['l_feat'] = self.cri_feat([self.student_recorder.get(p['student']) for p in self.cri_feat.pairs],
-                                             [self.teacher_recorder.get(p['teacher']) for p in self.cri_feat.pairs])
-        self.teacher_recorder.clear()
+            losses['l_feat'] = self.cri_feat(*self._adapted_features())
         if self.cri_fwd:
             losses['l_fwd'] = self.cri_fwd(self._forward_adaptation(), teacher_out)
+        self.teacher_recorder.clear()
         self.student_recorder.clear()
+        if self.teacher_tail:
+            self.teacher_tail.clear()
 
         total = sum(losses.values())
-        if not torch.isfinite(total):
-            if self._skip_non_finite(losses, current_iter):
-                return
+        if not finite_on_all_ranks(total):
+            self._drop_non_finite_step(losses, current_iter)
+            return
         total.backward()
-        self._sync_adapter_grads()
+        average_gradients(self.net_adapters)
         self.optimizer_g.step()
         if self.optimizer_adapters is not None:
             self.optimizer_adapters.step()
@@ -176,47 +196,47 @@ class KDModel(SRModel):
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
-    def _skip_non_finite(self, losses: dict[str, torch.Tensor], current_iter: int) -> bool:
-        """A NaN/Inf loss: ``train.nan_policy: stop`` (default) raises before any weight changes, so
-        the last saved checkpoint stays the last good one; ``skip`` drops this step and goes on."""
-        terms = ', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())
-        if self.opt['train'].get('nan_policy', 'stop') == 'skip':
-            get_root_logger().warning(f'iteration {current_iter}: non-finite loss ({terms}); step skipped '
-                                      '(train.nan_policy: skip)')
-            self.student_recorder.clear()
-            self.log_dict = self.reduce_loss_dict(losses)
-            return True
-        message = (f'iteration {current_iter}: non-finite loss ({terms}); training stopped before updating any '
-                   'weight, the last saved checkpoint is intact. Fix: lower the learning rate or a loss weight, check '
-                   'the data, then resume with --auto_resume; or set train.nan_policy: skip to drop such steps')
-        get_root_logger().error(message)
-        raise FloatingPointError(message)
+    def _adapted_features(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``(A_k(F_S^{m_k}), F_T^{l_k})`` for every feature pair of this step."""
+        adapted, targets = [], []
+        for pair, adapter in zip(self.cri_feat.pairs, self.net_adapters['features']):
+            target = self.teacher_recorder.get(pair['teacher'])
+            adapted.append(adapter(self.student_recorder.get(pair['student']), target.shape[-2:]))
+            targets.append(target)
+        return adapted, targets
 
     def _forward_adaptation(self) -> torch.Tensor:
-        """``T_{>l}(A(F_S^m))``: the teacher's tail run on the adapted student feature (autograd on)."""
+        """``T_{>l}(A(F_S^m))``: the teacher's tail run on the adapted student feature (autograd on),
+        reusing the head of this step's teacher pass."""
         feat = self.student_recorder.get(self.cri_fwd.student_layer)
-        layer = dict(self.net_t.named_modules())[self.cri_fwd.teacher_layer]
+        adapter = self.net_adapters['forward_adaptation']
 
         def replace(teacher_feat: torch.Tensor) -> torch.Tensor:
-            return self.cri_fwd.adapter(feat, teacher_feat.shape[-2:]).to(teacher_feat.dtype)
+            return adapter(feat, teacher_feat.shape[-2:]).to(teacher_feat.dtype)
 
-        with replaced_output(layer, replace):
-            return self.teacher_forward(self.lq).float()
+        return self.teacher_tail.run(lambda: self.teacher_forward(self.lq), replace).float()
 
-    def _sync_adapter_grads(self) -> None:
-        """Average adapter gradients over ranks (adapters are called directly, not through DDP)."""
-        if not self.opt['dist']:
+    def _drop_non_finite_step(self, losses: dict[str, torch.Tensor], current_iter: int) -> None:
+        """A NaN/Inf loss on any rank, before any weight changes: ``train.nan_policy: stop`` (default)
+        raises, so the last saved checkpoint stays the last good one; ``skip`` drops the step on every
+        rank together and goes on."""
+        terms = ', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())
+        if self.nan_policy == 'skip':
+            get_root_logger().warning(f'iteration {current_iter}: non-finite loss on a rank (here: {terms}); step '
+                                      'skipped on every rank (train.nan_policy: skip)')
+            self.log_dict = self.reduce_loss_dict(losses)
             return
-        world = dist.get_world_size()
-        for p in self.net_adapters.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= world
+        message = (f'iteration {current_iter}: non-finite loss on a rank (here: {terms}); training stopped before '
+                   'updating any weight, the last saved checkpoint is intact. Fix: lower the learning rate or a loss '
+                   'weight, check the data, then resume with --auto_resume; or set train.nan_policy: skip to drop '
+                   'such steps')
+        get_root_logger().error(message)
+        raise FloatingPointError(message)
 
     # ----------------------------------------------------------------- checkpoints
     def save(self, epoch: int, current_iter: int) -> None:
         # adapters before the training state: a state file implies all its networks were written
-        if any(True for _ in self.net_adapters.parameters()):
+        if uses_adapters(self.opt):
             self.save_network(self.net_adapters, ADAPTER_LABEL, current_iter)
         super().save(epoch, current_iter)
 

@@ -1,4 +1,10 @@
-"""KDModel option handling shared by the model and the pre-run checks."""
+"""The ``KDModel`` options schema and the teacher settings read from it.
+
+Shared by the model and the pre-run checks (:mod:`kd_plugin.preflight`); nothing here builds a
+network or runs a check of its own.
+"""
+import difflib
+import inspect
 import os
 from os import path as osp
 from typing import Any
@@ -6,11 +12,33 @@ from typing import Any
 import torch
 
 from kd_plugin.archs.window_padding import window_multiple
-from kd_plugin.checkpoint_io import load_weights_only, state_dict_mismatch
+from kd_plugin.checkpoint_io import load_weights_only, pick_state_dict
 
-#: Loss keys under ``train:`` that KDModel reads, in the order of the total loss.
-LOSS_KEYS = ('pixel_opt', 'perceptual_opt', 'distill_opt', 'feature_opt', 'forward_opt')
+#: BasicSR's own loss sections under ``train:`` (SRModel reads them).
+SR_LOSS_KEYS = ('pixel_opt', 'perceptual_opt')
+#: The distillation loss sections under ``train:``, with the loss each logs, in the order of the total.
+KD_LOSS_LOGS = {'distill_opt': 'l_dist', 'feature_opt': 'l_feat', 'forward_opt': 'l_fwd'}
+KD_LOSS_KEYS = tuple(KD_LOSS_LOGS)
+#: Everything under ``train:`` that makes a run a distillation run (what an ablation takes apart).
+KD_INGREDIENTS = KD_LOSS_KEYS
+LOSS_KEYS = SR_LOSS_KEYS + KD_LOSS_KEYS
+#: The registered loss each KD section takes.
+LOSS_TYPES = {'distill_opt': 'OutputDistillLoss', 'feature_opt': 'FeatureMatchingLoss',
+              'forward_opt': 'ForwardAdaptationLoss'}
+#: Keys under ``train:`` that BasicSR's SRModel/train loop or KDModel read.
+TRAIN_KEYS = (*LOSS_KEYS, 'ema_decay', 'optim_g', 'optim_adapters', 'scheduler', 'total_iter', 'warmup_iter',
+              'teacher', 'nan_policy')
+TEACHER_KEYS = ('autocast', 'channels_last', 'pad_to')
+NAN_POLICIES = ('stop', 'skip')
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16}
+
+
+def require_a_loss(train: dict[str, Any], model: str = 'KDModel') -> None:
+    """At least one loss section is set (BasicSR's SRModel raises for no pixel or perceptual loss;
+    a KD run may train on distillation terms alone)."""
+    if not any(train.get(key) for key in LOSS_KEYS):
+        raise ValueError(f'{model}: no loss configured. Fix: set at least one of ' +
+                         ', '.join(f'train.{key}' for key in LOSS_KEYS))
 
 
 def check_teacher_checkpoint(opt: dict[str, Any]) -> str:
@@ -25,6 +53,13 @@ def check_teacher_checkpoint(opt: dict[str, Any]) -> str:
         raise ValueError(f'path.pretrain_network_t: {path!r} does not exist (current directory: {os.getcwd()}). '
                          'Fix: point it at the teacher checkpoint')
     return path
+
+
+def teacher_state_dict(opt: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
+    """The teacher's parameters from its checkpoint, safely unpickled, and the key they came from
+    (``path.param_key_t``, else the shared rule of :func:`~kd_plugin.checkpoint_io.pick_state_dict`)."""
+    ckpt = load_weights_only(check_teacher_checkpoint(opt), 'path.pretrain_network_t')
+    return pick_state_dict(ckpt, opt['path'].get('param_key_t'), 'path.pretrain_network_t')
 
 
 def teacher_dtype(teacher_opt: dict[str, Any], device: torch.device) -> torch.dtype | None:
@@ -49,6 +84,15 @@ def teacher_pad_to(opt: dict[str, Any]) -> int:
     return value
 
 
+def nan_policy(train: dict[str, Any]) -> str:
+    """``train.nan_policy``: ``stop`` (default) or ``skip``."""
+    policy = train.get('nan_policy', 'stop')
+    if policy not in NAN_POLICIES:
+        raise ValueError(f'train.nan_policy: {policy!r}. Fix: use stop (end the run at a non-finite loss) or skip '
+                         '(drop such steps)')
+    return policy
+
+
 def probe_input(opt: dict[str, Any], device: torch.device | str = 'cpu') -> torch.Tensor:
     """A dummy LR batch for shape probing: the training patch size when known, else 32x32."""
     train = (opt.get('datasets') or {}).get('train') or {}
@@ -57,46 +101,8 @@ def probe_input(opt: dict[str, Any], device: torch.device | str = 'cpu') -> torc
     return torch.rand(1, channels, side, side, device=device)
 
 
-def _construct(registry, opt: dict[str, Any]):
-    """Build a registered class without BasicSR's ``build_*`` helpers, which would initialise the
-    root logger before ``train_pipeline`` gives it its log file."""
-    kwargs = dict(opt)
-    return registry.get(kwargs.pop('type'))(**kwargs)
-
-
-def teacher_state_dict(opt: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The teacher's parameters from its checkpoint (``param_key_t``, default ``params``), safely unpickled."""
-    ckpt = load_weights_only(check_teacher_checkpoint(opt), 'path.pretrain_network_t')
-    key = opt['path'].get('param_key_t', 'params')
-    if isinstance(ckpt, dict) and key in ckpt:
-        return ckpt[key]
-    if isinstance(ckpt, dict) and 'params' in ckpt:
-        return ckpt['params']
-    return ckpt
-
-
-def check_teacher_matches(opt: dict[str, Any], teacher: torch.nn.Module) -> None:
-    """The checkpoint's keys and shapes fit ``network_t`` (unless ``strict_load_t: false``)."""
-    if not opt['path'].get('strict_load_t', True):
-        return
-    mismatch = state_dict_mismatch(teacher_state_dict(opt), teacher)
-    if mismatch:
-        raise ValueError(f'path.pretrain_network_t does not fit network_t ({opt["network_t"].get("type")}): '
-                         f'{mismatch}. Fix: use the checkpoint trained with this network_t, or set network_t to '
-                         'the arch the checkpoint was trained with')
-
-
-#: keys under ``train:`` that BasicSR's SRModel/train loop or KDModel read.
-TRAIN_KEYS = (*LOSS_KEYS, 'ema_decay', 'optim_g', 'optim_adapters', 'scheduler', 'total_iter', 'warmup_iter',
-              'teacher', 'nan_policy')
-TEACHER_KEYS = ('autocast', 'channels_last', 'pad_to')
-LOSS_TYPES = {'distill_opt': 'OutputDistillLoss', 'feature_opt': 'FeatureMatchingLoss',
-              'forward_opt': 'ForwardAdaptationLoss'}
-
-
-def _unknown(keys, known, where: str) -> None:
-    import difflib
-
+def unknown_key(keys, known, where: str) -> None:
+    """Raise ``ValueError`` for the first key of ``keys`` not in ``known``, with a did-you-mean."""
     for key in keys:
         if key not in known:
             close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
@@ -107,14 +113,12 @@ def _unknown(keys, known, where: str) -> None:
 def check_option_keys(opt: dict[str, Any]) -> None:
     """Typos in KD option keys fail with a suggestion instead of being ignored (or failing deep in
     a constructor): ``train:``, ``train.teacher`` and the three KD loss sections."""
-    import inspect
-
     from basicsr.utils.registry import LOSS_REGISTRY
 
     train = opt.get('train') or {}
-    _unknown(train, TRAIN_KEYS, 'train')
-    _unknown(train.get('teacher') or {}, TEACHER_KEYS, 'train.teacher')
-    for key in LOSS_KEYS[2:]:
+    unknown_key(train, TRAIN_KEYS, 'train')
+    unknown_key(train.get('teacher') or {}, TEACHER_KEYS, 'train.teacher')
+    for key in KD_LOSS_KEYS:
         section = train.get(key)
         if not section:
             continue
@@ -122,27 +126,4 @@ def check_option_keys(opt: dict[str, Any]) -> None:
             raise ValueError(f'train.{key}.type: {section.get("type")!r} is not a registered loss. Fix: use '
                              f'{LOSS_TYPES[key]}')
         params = inspect.signature(LOSS_REGISTRY.get(section['type']).__init__).parameters
-        _unknown([k for k in section if k != 'type'], [p for p in params if p != 'self'], f'train.{key}')
-
-
-def check_kd_options(opt: dict[str, Any]) -> None:
-    """Everything KDModel would reject, checked on CPU with untrained networks before the run starts."""
-    from basicsr.utils.registry import LOSS_REGISTRY
-
-    from kd_plugin.archs.build import construct_network
-    from kd_plugin.distill.wiring import wire
-
-    check_teacher_checkpoint(opt)
-    check_option_keys(opt)
-    train = opt.get('train') or {}
-    if not any(train.get(key) for key in LOSS_KEYS):
-        raise ValueError('KDModel: no loss configured. Fix: set at least one of train.pixel_opt, '
-                         'train.distill_opt, train.feature_opt, train.forward_opt')
-    teacher_dtype(train.get('teacher') or {}, torch.device('cuda' if opt.get('num_gpu') else 'cpu'))
-    teacher_pad_to(opt)
-    student = construct_network(opt['network_g'], 'network_g')
-    teacher = construct_network(opt['network_t'], 'network_t')
-    feature = _construct(LOSS_REGISTRY, train['feature_opt']) if train.get('feature_opt') else None
-    forward = _construct(LOSS_REGISTRY, train['forward_opt']) if train.get('forward_opt') else None
-    wire(student, teacher, opt['scale'], feature, forward, probe_input(opt))
-    check_teacher_matches(opt, teacher)  # after the scale and layer checks, which name the likelier cause
+        unknown_key([k for k in section if k != 'type'], [p for p in params if p != 'self'], f'train.{key}')

@@ -1,4 +1,4 @@
-"""Which models a benchmark compares, and loading them safely.
+"""Loading trained networks for inference (benchmark, demo, ablation, infer, export), safely.
 
 A model is given on the command line as ``[LABEL=]SPEC`` where SPEC is
 
@@ -8,7 +8,8 @@ A model is given on the command line as ``[LABEL=]SPEC`` where SPEC is
 * ``OPTIONS.yml@CHECKPOINT.pth``: the same arch with that checkpoint (e.g. an official release).
 
 The parameter key is ``path.param_key_g`` when set, else ``params_ema`` when the checkpoint has it
-(BasicSR's EMA weights, what its releases evaluate), else ``params``.
+(BasicSR's EMA weights, what its releases evaluate), else ``params``: the rule of
+:func:`kd_plugin.checkpoint_io.pick_state_dict`, which KD teachers follow too.
 """
 import difflib
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from torch import nn
 
 from kd_plugin.archs.build import split_init
 from kd_plugin.archs.window_padding import PaddedToWindow, window_multiple
-from kd_plugin.checkpoint_io import load_weights_only, state_dict_mismatch
+from kd_plugin.checkpoint_io import load_weights_only, pick_state_dict, state_dict_mismatch
+from kd_plugin.compat.registry_names import registered_name
 
 
 @dataclass
@@ -66,27 +68,12 @@ def build_arch(spec: ModelSpec) -> nn.Module:
     """The untrained network of ``spec``; an unknown arch name lists the closest registered ones."""
     arch, _ = split_init(spec.arch)  # the checkpoint's weights replace any initialisation
     name = arch.pop('type', None)
-    # BasicSR's registry also answers `get(X)` with `X_basicsr` (SRVGGNetCompact is registered so)
-    if name not in ARCH_REGISTRY and f'{name}_basicsr' not in ARCH_REGISTRY:
+    key = registered_name(ARCH_REGISTRY, name)
+    if key is None:
         close = difflib.get_close_matches(str(name), list(ARCH_REGISTRY.keys()), n=3, cutoff=0.4)
         raise ValueError(f'model {spec.label}: unknown arch {name!r}' + (f'; did you mean {", ".join(close)}?'
                                                                           if close else ''))
-    return ARCH_REGISTRY.get(name)(**arch)
-
-
-def select_params(ckpt: Any, param_key: str | None, label: str) -> tuple[dict[str, torch.Tensor], str]:
-    """The state dict inside a loaded checkpoint and the key it came from."""
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'model {label}: the checkpoint holds a {type(ckpt).__name__}, not a state dict')
-    if param_key:
-        if param_key not in ckpt:
-            raise ValueError(f'model {label}: parameter key {param_key!r} not in the checkpoint (it has '
-                             f'{sorted(ckpt)[:5]})')
-        return ckpt[param_key], param_key
-    for key in ('params_ema', 'params'):
-        if isinstance(ckpt.get(key), dict):
-            return ckpt[key], key
-    return ckpt, '(top level)'
+    return ARCH_REGISTRY.get(key)(**arch)
 
 
 def load_model(spec: ModelSpec) -> nn.Module:
@@ -95,8 +82,9 @@ def load_model(spec: ModelSpec) -> nn.Module:
     comes padded to its window (:class:`~kd_plugin.archs.window_padding.PaddedToWindow`), so it takes
     any input size as the other archs do."""
     net = build_arch(spec)
-    ckpt = load_weights_only(spec.checkpoint, f'model {spec.label} checkpoint')
-    params, key = select_params(ckpt, spec.param_key, spec.label)
+    option = f'model {spec.label} checkpoint'
+    params, key = pick_state_dict(load_weights_only(spec.checkpoint, option), spec.param_key, option)
+    key = key or '(top level)'
     mismatch = state_dict_mismatch(params, net)
     if mismatch:
         raise ValueError(f'model {spec.label}: {spec.checkpoint} [{key}] does not fit {spec.arch.get("type")}: '

@@ -1,0 +1,236 @@
+"""Train every variant for every seed, score the final students, write the table.
+
+See :mod:`kd_plugin.ablation` for what is trained and :mod:`kd_plugin.ablation.seed_stats` for how the
+table is computed.
+"""
+import json
+import os
+import re
+import statistics
+import sys
+from os import path as osp
+from typing import Any
+
+import torch
+import yaml
+
+import kd_plugin.ablation as package
+from kd_plugin.ablation.seed_stats import mean_std, paired_delta
+from kd_plugin.ablation.variants import available_variants, default_variants, run_name, variant_options
+from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
+from kd_plugin.cli import Parser, fail
+from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
+from kd_plugin.runs import PROJECT_ROOT, experiment_dir, launch_train, load_options, write_options
+
+_ITER_TIME = re.compile(r'\[eta: [^,]*, time \(data\): ([0-9.]+) ')
+
+
+def logs(name: str) -> str:
+    folder = experiment_dir(name)
+    return ''.join(open(osp.join(folder, f)).read() for f in sorted(os.listdir(folder))
+                   if f.startswith('train_') and f.endswith('.log')) if osp.isdir(folder) else ''
+
+
+def finished(opt: dict[str, Any]) -> bool:
+    """Whether ``experiments/<name>`` holds a finished run of exactly these options.
+
+    A finished run of *other* options is never reused or overwritten: that raises."""
+    folder = experiment_dir(opt['name'])
+    if not osp.isfile(osp.join(folder, 'models', 'net_g_latest.pth')) or 'End of training' not in logs(opt['name']):
+        return False
+    with open(osp.join(folder, f'{opt["name"]}.yml')) as f:
+        done = yaml.safe_load(f)
+    for key in ('network_g', 'network_t', 'train', 'datasets'):
+        if done.get(key) != opt.get(key):
+            raise RuntimeError(f'[ablation] experiments/{opt["name"]} holds a finished run with different {key}. '
+                               'Fix: move that folder away, or give the KD options file another name')
+    return True
+
+
+def seconds_per_iteration(name: str) -> float:
+    """Median training time per iteration of a finished run, from BasicSR's log lines (``time (data)``):
+    start-up, validation and checkpoint writes are not in it, and a resumed run counts all its parts."""
+    times = [float(t) for t in _ITER_TIME.findall(logs(name))]
+    if not times:
+        raise RuntimeError(f'[ablation] no iteration times in the logs of experiments/{name}')
+    return statistics.median(times)
+
+
+def equal_time_iterations(recipe: dict[str, Any], seed: int) -> int:
+    """Iterations the student alone runs in the recipe run's training time (same seed, same machine)."""
+    kd, alone = run_name(recipe, 'recipe', seed), run_name(recipe, 'no_kd', seed)
+    return round(recipe['train']['total_iter'] * seconds_per_iteration(kd) / seconds_per_iteration(alone))
+
+
+def train_run(opt: dict[str, Any], options_dir: str) -> None:
+    """Run (or continue) one run through ``kd_plugin/train.py``; raises if it fails."""
+    if finished(opt):
+        print(f'[ablation] {opt["name"]}: finished earlier, skipped', flush=True)
+        return
+    path = write_options(opt, options_dir)
+    print(f'[ablation] training {opt["name"]} ({path})', flush=True)
+    status, _ = launch_train(path, '--auto_resume')
+    if status != 0:
+        raise RuntimeError(f'[ablation] {opt["name"]} failed; fix the cause and rerun the same command '
+                           '(finished runs are skipped, this one resumes)')
+
+
+def plan(recipe: dict[str, Any], variants: list[str], seeds: list[int]) -> list[tuple[str, int]]:
+    """Training order: per seed, the runs ``no_kd_equal_time`` depends on come first."""
+    first = [v for v in ('no_kd', 'recipe') if v in variants or 'no_kd_equal_time' in variants]
+    rest = [v for v in variants if v not in first]
+    return [(v, s) for s in seeds for v in first + rest]
+
+
+def options_for(recipe: dict[str, Any], variant: str, seed: int, total_iter: int | None) -> dict[str, Any]:
+    iters = total_iter or recipe['train']['total_iter']
+    if variant == 'no_kd_equal_time':
+        sized = dict(recipe, train=dict(recipe['train'], total_iter=iters))
+        return variant_options(recipe, variant, seed, equal_time_iterations(sized, seed))
+    return variant_options(recipe, variant, seed, iters)
+
+
+def score(recipe: dict[str, Any], runs: list[tuple[str, int]], sets: list[str], data_root: str,
+          cache_path: str) -> dict[str, dict[str, float]]:
+    """``{run: {<set>_psnr, <set>_ssim}}`` for bicubic, the teacher and every run's final student.
+
+    Scores are cached in ``cache_path`` by checkpoint (path, size, modification time)."""
+    scale = recipe['scale']
+    cache = json.load(open(cache_path)) if osp.isfile(cache_path) else {}
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    test_sets = {osp.basename(osp.normpath(s)): s if osp.isdir(s) else osp.join(data_root, s) for s in sets}
+    entries: dict[str, ModelSpec | None] = {'bicubic': None, 'teacher': ModelSpec(
+        'teacher', recipe['network_t'], recipe['path']['pretrain_network_t'], recipe['path'].get('param_key_t'))}
+    for variant, seed in runs:
+        name = run_name(recipe, variant, seed)
+        entries[name] = ModelSpec(name, recipe['network_g'], osp.join(experiment_dir(name), 'models',
+                                                                        'net_g_latest.pth'), 'params')
+    loaded = {}
+    scores = {}
+    for label, spec in entries.items():
+        stamp = 'bicubic' if spec is None else f'{spec.checkpoint}:{os.path.getsize(spec.checkpoint)}:' \
+                                                f'{os.path.getmtime(spec.checkpoint)}'
+        key = f'{label}|{stamp}|{json.dumps(sorted(test_sets.items()))}'
+        if key not in cache:
+            upscale = bicubic_upscaler(scale) if spec is None else network_upscaler(load_model(spec).to(device),
+                                                                                    device)
+            row = {}
+            for set_name, folder in test_sets.items():
+                if folder not in loaded:
+                    loaded[folder] = load_test_set(folder, scale)
+                result = evaluate(upscale, loaded[folder], scale)
+                row[f'{set_name}_psnr'], row[f'{set_name}_ssim'] = result['psnr'], result['ssim']
+            cache[key] = row
+            with open(cache_path, 'w') as f:
+                json.dump(cache, f, indent=1)
+        scores[label] = cache[key]
+    return scores
+
+
+def summarise(recipe: dict[str, Any], variants: list[str], seeds: list[int], scores: dict,
+              set_names: list[str], trained: dict[str, tuple[int, float]]) -> list[dict[str, Any]]:
+    """One row per variant: per set the seeds' values, mean, std and the paired Δ against ``no_kd``.
+
+    ``trained``: run name -> (iterations, training minutes)."""
+    rows = [{'run': label, **{f'{s}_{m}': {'mean': scores[label][f'{s}_{m}'], 'std': None, 'values': {}}
+                              for s in set_names for m in ('psnr', 'ssim')}} for label in ('bicubic', 'teacher')]
+    per_seed = {v: {s: scores[run_name(recipe, v, s)] for s in seeds} for v in variants}
+    for v in variants:
+        names = [run_name(recipe, v, s) for s in seeds]
+        row: dict[str, Any] = {'run': v, 'seeds': seeds,
+                               'minutes': statistics.mean(trained[n][1] for n in names),
+                               'iterations': sorted({trained[n][0] for n in names})}
+        for s_name in set_names:
+            for metric in ('psnr', 'ssim'):
+                key = f'{s_name}_{metric}'
+                values = {seed: per_seed[v][seed][key] for seed in seeds}
+                mean, std = mean_std(list(values.values()))
+                cell = {'mean': mean, 'std': std, 'values': values}
+                if 'no_kd' in per_seed and v != 'no_kd':
+                    delta = paired_delta(values, {seed: per_seed['no_kd'][seed][key] for seed in seeds})
+                    cell['delta'] = None if delta is None else {'mean': delta.mean, 'se': delta.se, 'n': delta.n,
+                                                                'within_noise': delta.within_noise, 'text': str(delta)}
+                row[key] = cell
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[dict[str, Any]], set_names: list[str], title: str) -> str:
+    lines = [title, '', '| run | iterations | train min | ' + ' | '.join(
+        f'{s} PSNR mean ± std (Δ vs no_kd ± SE) / SSIM' for s in set_names) + ' |',
+        '|---|---|---|' + '---|' * len(set_names)]
+    for r in rows:
+        cells = []
+        for s in set_names:
+            psnr, ssim = r[f'{s}_psnr'], r[f'{s}_ssim']
+            text = f'{psnr["mean"]:.2f}' + (f' ± {psnr["std"]:.2f}' if psnr['std'] is not None else '')
+            if psnr.get('delta'):
+                text += f' ({psnr["delta"]["text"]})'
+            cells.append(f'{text} / {ssim["mean"]:.4f}')
+        iters = ', '.join(str(i) for i in r.get('iterations', [])) or ''
+        minutes = f'{r["minutes"]:.1f}' if 'minutes' in r else ''
+        lines.append(f'| {r["run"]} | {iters} | {minutes} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def parse_args(argv: list[str] | None):
+    parser = Parser("python -m kd_plugin.ablation", description=package.__doc__.splitlines()[0])
+    parser.add_argument('-opt', required=True, help='a KD options file (model_type: KDModel): the recipe')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0], help='manual_seed of each repetition')
+    parser.add_argument('--variants', nargs='+', help='default: no_kd, no_kd_equal_time, (init_only,) recipe; '
+                                                      '"all" for every variant the recipe allows')
+    parser.add_argument('--teacher', help='override path.pretrain_network_t')
+    parser.add_argument('--total_iter', type=int, help='override train.total_iter of the recipe (and of every run)')
+    parser.add_argument('--sets', nargs='+', default=['Set5', 'Set14'], help='test sets (names or folders)')
+    parser.add_argument('--data_root', default='datasets', help='where test-set names are looked up')
+    parser.add_argument('--output', help='default: results/ablation_<name>')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    recipe = load_options(args.opt)
+    if recipe.get('model_type') != 'KDModel' or 'network_t' not in recipe:
+        return fail(f'-opt {args.opt}: not a KD options file (model_type: KDModel with network_t)')
+    if len(set(args.seeds)) != len(args.seeds):
+        return fail(f'--seeds {" ".join(map(str, args.seeds))}: a seed is repeated; give each seed once')
+    if args.teacher:
+        recipe['path']['pretrain_network_t'] = args.teacher
+    allowed = available_variants(recipe)
+    variants = allowed if args.variants == ['all'] else args.variants or default_variants(recipe)
+    unknown = [v for v in variants if v not in allowed]
+    if unknown:
+        return fail(f'--variants: {", ".join(unknown)} do(es) not apply to this recipe; choose from '
+                    f'{", ".join(allowed)}')
+    out = args.output or osp.join(PROJECT_ROOT, 'results', f'ablation_{recipe["name"]}')
+    os.makedirs(osp.join(out, 'options'), exist_ok=True)
+    runs = plan(recipe, variants, args.seeds)
+    trained = {}
+    for variant, seed in runs:
+        opt = options_for(recipe, variant, seed, args.total_iter)
+        train_run(opt, osp.join(out, 'options'))
+        iters = opt['train']['total_iter']
+        trained[opt['name']] = (iters, seconds_per_iteration(opt['name']) * iters / 60)
+    set_names = [osp.basename(osp.normpath(s)) for s in args.sets]
+    scores = score(recipe, runs, args.sets, args.data_root, osp.join(out, 'scores.json'))
+    variants = list(dict.fromkeys(v for v, _ in runs))
+    rows = summarise(recipe, variants, args.seeds, scores, set_names, trained)
+    iters = args.total_iter or recipe['train']['total_iter']
+    title = (f'{recipe["network_t"]["type"]} -> {recipe["network_g"]["type"]} x{recipe["scale"]} '
+             f'({osp.basename(args.opt)}), {iters} iterations (equal-time baseline: see its row), seeds '
+             f'{", ".join(map(str, args.seeds))}; Y-PSNR (dB) mean ± sample std over seeds, Δ = mean paired '
+             f'difference to no_kd ± its standard error ("within noise" when |Δ| < 2 SE); SSIM mean; crop '
+             f'{recipe["scale"]}, grey images on their own channel; train min = median time per iteration x '
+             'iterations.')
+    text = table(rows, set_names, title)
+    with open(osp.join(out, 'ablation.md'), 'w') as f:
+        f.write(text)
+    with open(osp.join(out, 'ablation.json'), 'w') as f:
+        json.dump({'options': args.opt, 'total_iter': iters, 'seeds': args.seeds, 'rows': rows}, f, indent=1)
+    print(text)
+    print(f'wrote {out}/ablation.md and ablation.json')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The runs of an ablation, each derived from one KD options file (the recipe).
+
+=====================  ========================================================================
+``no_kd``              the student alone (``SRModel``, the recipe's pixel loss), from scratch
+``no_kd_equal_time``   the same, trained for the recipe run's wall time instead of its iterations
+``init_only``          the student alone from the recipe's ``path.pretrain_network_g`` (only when
+                       the recipe sets one), so that a gain that came from initialisation is not
+                       credited to distillation
+``output`` ...         pixel loss + one distillation term of the recipe (``output``, ``feature``,
+                       ``forward``), each alone
+``recipe``             the options file as it is
+``recipe_without_X``   the recipe without one of its ingredients ``X``
+=====================  ========================================================================
+
+Every run keeps the recipe's data, student, batch, schedule and seed handling; only the terms
+differ. Runs are named ``<name>_ablation_<variant>_s<seed>`` and train without periodic validation
+(the ablation scores the final students itself).
+"""
+from copy import deepcopy
+from typing import Any
+
+from kd_plugin.models.kd_options import KD_INGREDIENTS
+from kd_plugin.runs import with_total_iter
+
+#: pixel loss + one term, by variant name
+SINGLE_TERMS = {'output': 'distill_opt', 'feature': 'feature_opt', 'forward': 'forward_opt'}
+BASELINES = ('no_kd', 'no_kd_equal_time', 'init_only')
+
+
+def ingredients(recipe: dict[str, Any]) -> list[str]:
+    """The distillation ingredients the recipe configures, in ``KD_INGREDIENTS`` order."""
+    return [key for key in KD_INGREDIENTS if recipe['train'].get(key)]
+
+
+def available_variants(recipe: dict[str, Any]) -> list[str]:
+    """Every variant that makes sense for ``recipe``."""
+    have = ingredients(recipe)
+    names = ['no_kd', 'no_kd_equal_time']
+    if recipe['path'].get('pretrain_network_g'):
+        names.append('init_only')
+    if len(have) > 1:
+        names += [v for v, term in SINGLE_TERMS.items() if term in have]
+        names += [f'recipe_without_{key}' for key in have]
+    return names + ['recipe']
+
+
+def default_variants(recipe: dict[str, Any]) -> list[str]:
+    """What an honest table needs: the baselines and the recipe."""
+    return [v for v in available_variants(recipe) if v in BASELINES or v == 'recipe']
+
+
+def run_name(recipe: dict[str, Any], variant: str, seed: int) -> str:
+    return f'{recipe["name"]}_ablation_{variant}_s{seed}'
+
+
+def variant_options(recipe: dict[str, Any], variant: str, seed: int, total_iter: int | None = None) -> dict[str, Any]:
+    """The options of one run of the ablation (``total_iter``: the run's iterations, default the recipe's)."""
+    if variant not in available_variants(recipe):
+        raise ValueError(f'variant {variant!r} does not apply to {recipe["name"]}; choose from '
+                         f'{", ".join(available_variants(recipe))}')
+    opt = deepcopy(recipe)
+    opt['name'] = run_name(recipe, variant, seed)
+    opt['manual_seed'] = seed
+    opt.pop('val', None)
+    train = opt['train']
+    train.setdefault('pixel_opt', {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'})
+    if variant in BASELINES:
+        keep = ()
+    elif variant in SINGLE_TERMS:
+        keep = (SINGLE_TERMS[variant],)
+    elif variant.startswith('recipe_without_'):
+        keep = tuple(k for k in ingredients(recipe) if k != variant[len('recipe_without_'):])
+    else:
+        keep = tuple(ingredients(recipe))
+    for key in KD_INGREDIENTS:
+        if key not in keep:
+            train.pop(key, None)
+    if variant in BASELINES:
+        opt['model_type'] = 'SRModel'
+        opt.pop('network_t', None)
+        for key in ('teacher', 'optim_adapters', 'nan_policy'):
+            train.pop(key, None)
+        for key in [k for k in opt['path'] if k.endswith('_t') or k.endswith('_adapters')]:
+            opt['path'].pop(key)
+        if variant != 'init_only':
+            opt['path']['pretrain_network_g'] = None
+    if total_iter and total_iter != train['total_iter']:
+        opt = with_total_iter(opt, total_iter)
+    return opt

@@ -1,0 +1,29 @@
+"""BasicSR's models build their networks with ``init_weights`` understood.
+
+Each BasicSR model module binds ``build_network`` at import (``from basicsr.archs import
+build_network``: ``basicsr/models/sr_model.py:6``, ``srgan_model.py:4``, ...), so replacing
+``basicsr.archs.build_network`` alone would not reach them: every bound name is rebound. The model
+modules must already be imported for that, so this imports ``basicsr.models`` (which imports each
+``*_model.py``) itself rather than rely on an earlier import.
+"""
+import sys
+
+from kd_plugin.compat.record import applied
+
+
+def rebind_build_network(replacement) -> list[str]:
+    """Point every ``build_network`` bound in ``basicsr.archs`` and ``basicsr.models.*`` at ``replacement``;
+    returns the modules changed."""
+    import basicsr.archs
+    import basicsr.models  # noqa: F401  (imports every basicsr/models/*_model.py)
+
+    original = getattr(basicsr.archs.build_network, '__wrapped__', basicsr.archs.build_network)
+    patched = []
+    for name, module in list(sys.modules.items()):
+        if (name == 'basicsr.archs' or name.startswith('basicsr.models.')) and \
+                getattr(module, 'build_network', None) is original:
+            module.build_network = replacement
+            patched.append(name)
+    if patched:
+        applied('build_network with init_weights in BasicSR models')
+    return patched

@@ -1,0 +1,154 @@
+"""Test helpers: paths, subprocess runners, options builders and small model files.
+
+Fixtures live in ``conftest.py``; everything a test imports lives here (or in ``kd_fixtures``).
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+from os import path as osp
+
+import pytest
+import torch
+import yaml
+
+import kd_plugin  # noqa: F401  (must precede any basicsr import: compatibility fixes)
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
+SHARED_DATA = osp.abspath(osp.join(ROOT, osp.pardir, 'shared', 'data'))
+
+
+SHIPPED_DATA = osp.join(ROOT, 'tests', 'data')
+
+
+def shared_data(test_set: str, *parts: str) -> str:
+    """Path of a standard test set (``Set5``, ``Set14``, ``BSD100``, ``T91``), optionally inside it.
+
+    Set5 ships with the project (``tests/data/Set5``), so tests on it run on every clone; the larger
+    sets come from the development data ``../shared/data``, and a test that needs one is skipped,
+    saying so, where that folder is absent."""
+    if test_set == 'Set5':
+        return osp.join(SHIPPED_DATA, 'Set5', *parts)
+    path = osp.join(SHARED_DATA, test_set, *parts)
+    if not osp.exists(path):
+        pytest.skip(f'needs {test_set} from the development data ({SHARED_DATA}); only Set5 ships with the project')
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on right now (for torch.distributed)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run(args: list[str], cwd: str = ROOT, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command of this project with the test interpreter; output captured as text. On timeout the
+    whole process group is killed (a hung torchrun leaves no workers behind) and ``TimeoutExpired`` raised."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', **(env or {}))
+    with subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def train(opt_path: str, *extra: str, cwd: str = ROOT, timeout: int = 600,
+          env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python kd_plugin/train.py -opt opt_path *extra``."""
+    return run([sys.executable, osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', opt_path, *extra], cwd, timeout, env)
+
+
+def torchrun_train(opt_path: str, nproc: int = 2, timeout: int = 300, env: dict | None = None,
+                   script: str = osp.join(ROOT, 'kd_plugin', 'train.py')):
+    """``torchrun --nproc_per_node=N kd_plugin/train.py -opt F --launcher pytorch`` on a free port, on CPU
+    processes (gloo) even where CUDA is present, so the test means the same on every machine."""
+    cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', f'--master_port={free_port()}',
+           script, '-opt', opt_path, '--launcher', 'pytorch']
+    return run(cmd, timeout=timeout, env={'CUDA_VISIBLE_DEVICES': '', **(env or {})})
+
+
+def sr_options(name: str, data: str, backend: str = 'disk', total_iter: int = 4, **top) -> dict:
+    """Options of a tiny EDSR x2 SRModel run on ``data`` (a ``tiny_pairs`` folder)."""
+    suffix = '.lmdb' if backend == 'lmdb' else ''
+
+    def dataset(phase: str) -> dict:
+        d = {'name': f'tiny_{phase}', 'type': 'PairedImageDataset', 'io_backend': {'type': backend},
+             'dataroot_gt': osp.join(data, 'HR' + suffix), 'dataroot_lq': osp.join(data, 'LR' + suffix)}
+        if phase == 'train':
+            d.update(gt_size=32, use_hflip=True, use_rot=True, num_worker_per_gpu=0, batch_size_per_gpu=2,
+                     dataset_enlarge_ratio=1, prefetch_mode=None)
+        return d
+
+    opt = {
+        'name': name, 'model_type': 'SRModel', 'scale': 2, 'num_gpu': 'auto', 'manual_seed': 0,
+        'datasets': {'train': dataset('train'), 'val': dataset('val')},
+        'network_g': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [100],
+                  'gamma': 0.5}, 'total_iter': total_iter, 'warmup_iter': -1,
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
+        'val': {'val_freq': 2, 'save_img': False, 'metrics': {
+            'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True},
+            'ssim': {'type': 'calculate_ssim', 'crop_border': 2, 'test_y_channel': True}}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False},
+    }
+    opt.update(top)
+    return opt
+
+
+def write_options(folder: str, opt: dict) -> str:
+    path = osp.join(folder, f'{opt["name"]}.yml')
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return path
+
+
+def experiment(name: str, *parts: str) -> str:
+    return osp.join(ROOT, 'experiments', name, *parts)
+
+
+def train_log(name: str) -> str:
+    """Concatenated text of every ``train_*.log`` of experiment ``name``."""
+    folder = experiment(name)
+    return ''.join(open(osp.join(folder, f)).read() for f in sorted(os.listdir(folder))
+                   if f.startswith('train_') and f.endswith('.log'))
+
+
+def tiny_model(folder, name, arch: dict, scale: int = 2, seed: int = 0) -> str:
+    """An options file with ``network_g: arch`` and a random checkpoint of it (seeded)."""
+    from basicsr.archs import build_network
+
+    torch.manual_seed(seed)
+    ckpt = osp.join(folder, f'{name}.pth')
+    torch.save({'params': build_network(dict(arch)).state_dict()}, ckpt)
+    path = osp.join(folder, f'{name}.yml')
+    with open(path, 'w') as f:
+        yaml.safe_dump({'name': name, 'scale': scale, 'network_g': arch,
+                        'path': {'pretrain_network_g': ckpt}}, f)
+    return path
+
+
+def fails_cleanly(opt: dict, tmp_path, *needles: str, env: dict | None = None) -> str:
+    """Run training; assert exit 2 with all ``needles`` in stderr and the old experiment untouched."""
+    existing = experiment(opt['name'])
+    os.makedirs(existing)
+    with open(osp.join(existing, 'keep.txt'), 'w') as f:
+        f.write('earlier run')
+    result = train(write_options(str(tmp_path), opt), env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    for needle in needles:
+        assert needle in result.stderr, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
+    assert os.listdir(existing) == ['keep.txt']  # not archived, not written into
+    assert not [d for d in os.listdir(osp.join(ROOT, 'experiments')) if d.startswith(f'{opt["name"]}_archived')]
+    return result.stderr
+
+
+TINY_SWINIR = {'type': 'SwinIR', 'upscale': 2, 'img_size': 16, 'window_size': 8, 'embed_dim': 12, 'depths': [1],
+               'num_heads': [2], 'mlp_ratio': 1, 'upsampler': 'pixelshuffledirect', 'img_range': 1.0}
