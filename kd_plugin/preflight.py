@@ -172,6 +172,8 @@ def check_kd_model(opt: dict[str, Any]) -> None:
     train = opt.get('train') or {}
     kd_options.require_a_loss(train)
     kd_options.nan_policy(train)
+    kd_options.check_weighting(train)
+    kd_options.upcycle_options(opt)
     kd_options.teacher_dtype(train.get('teacher') or {}, torch.device('cuda' if opt.get('num_gpu') else 'cpu'))
     kd_options.teacher_pad_to(opt)
     student = construct_network(opt['network_g'], 'network_g')

@@ -1,5 +1,6 @@
 """HDRNet / DeformableHDRNet and their shared parts: slicing, affine apply, DCNv2, shapes, budget."""
 import math
+import sys
 
 import pytest
 import torch
@@ -8,9 +9,10 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torchvision.ops import deform_conv2d
 
-from kd_plugin.archs.bilateral_grid import apply_affine, slice_grid
+from kd_plugin.archs.bilateral_grid import apply_affine, slice_and_apply, slice_grid
 from kd_plugin.archs.modulated_deform_conv import ModulatedDeformConv2d
 from kd_plugin.benchmark.flops import count_flops, count_params
+from tests.helpers import run
 
 ARCHS = ['HDRNet', 'DeformableHDRNet']
 HOOKABLE = ['head', 'trunk.0', 'trunk.1', 'trunk_tail', 'upsample', 'coeffs.splat', 'coeffs.local',
@@ -59,6 +61,38 @@ def test_slice_of_constant_grid_and_guide_independence_across_bins():
     torch.testing.assert_close(slice_grid(ramp, guide)[0, 0, 0], torch.arange(4, dtype=torch.float64))
 
 
+@pytest.mark.parametrize('threads', [1, 2, 3])
+@pytest.mark.parametrize('batch,size,grid_size', [(1, (37, 53), (3, 4)), (2, (64, 64), (4, 4)), (3, (17, 9), (2, 1))])
+def test_fast_slice_and_apply_equals_the_reference(threads, batch, size, grid_size):
+    """Row bands folded into the batch (one per thread) and the accumulated apply give the reference's
+    result, including bands that do not divide the height."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        grid, guide = torch.rand(batch, 27, 8, *grid_size), torch.rand(batch, 1, *size)
+        feats = torch.rand(batch, 8, *size)
+        reference = apply_affine(slice_grid(grid, guide), feats)
+        with torch.no_grad():
+            fast = slice_and_apply(grid, guide, feats)
+        torch.testing.assert_close(fast, reference, rtol=0, atol=1e-5)
+        grid.requires_grad_(True)
+        torch.testing.assert_close(slice_and_apply(grid, guide, feats), reference, rtol=0, atol=1e-5)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_pointwise_guide_is_its_convolutions_and_keeps_checkpoint_keys():
+    torch.manual_seed(0)
+    net = build_network({'type': 'DeformableHDRNet', 'upscale': 2})
+    assert {'guide.0.weight', 'guide.0.bias', 'guide.2.weight', 'guide.2.bias'} <= set(net.state_dict())
+    x = torch.rand(2, 8, 9, 11)
+    convs = torch.nn.Sequential.forward(net.guide, x)
+    with torch.no_grad():
+        torch.testing.assert_close(net.guide(x), convs, rtol=0, atol=1e-6)  # matrix products
+    torch.testing.assert_close(net.guide(x), convs)  # with autograd: the convolutions themselves
+
+
 def test_apply_affine_matches_hand_computation():
     coeffs = torch.randn(2, 3 * 5, 4, 6)
     inputs = torch.randn(2, 4, 4, 6)
@@ -90,6 +124,18 @@ def test_gradients_reach_the_offset_and_mask_predictor():
     taps = 9
     assert grad[:2 * taps].abs().sum() > 0  # offsets
     assert grad[2 * taps:].abs().sum() > 0  # mask logits
+
+
+def test_nan_input_gives_nan_output_instead_of_crashing_the_process():
+    """torchvision's CPU deform_conv2d segfaults on NaN offsets; a NaN batch must reach the loss as NaN
+    (train.nan_policy handles it), forward and backward, so this runs in a child process."""
+    code = ('import kd_plugin, torch\nfrom basicsr.archs import build_network\n'
+            'net = build_network({"type": "DeformableHDRNet", "upscale": 2, "num_feat": 6, "coeff_feat": 6})\n'
+            'out = net(torch.full((1, 3, 8, 8), float("nan")))\nout.sum().backward()\n'
+            'print("nan output:", bool(out.isnan().any()))\n')
+    result = run([sys.executable, '-c', code])
+    assert result.returncode == 0, f'exit {result.returncode}: {result.stderr[-2000:]}'
+    assert result.stdout.strip() == 'nan output: True'
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -184,7 +230,23 @@ def test_deformable_conv_flops_are_counted():
     conv_flops = 2 * 8 * 8 * 9 * 100
     offset_conv_flops = 2 * 8 * 27 * 9 * 100
     sampling = 9 * 8 * 9 * 100
-    assert count_flops(dcn, x) == conv_flops + offset_conv_flops + sampling
+    mask = (4 + 1) * 9 * 100  # 2 * sigmoid(logits): a sigmoid (4) and a multiply (1) per tap and pixel
+    assert count_flops(dcn, x) == conv_flops + offset_conv_flops + sampling + mask
+
+
+def test_full_resolution_work_is_counted_by_hand():
+    grid = torch.rand(1, 2, 2, 2, 2)
+    coords = torch.rand(1, 1, 3, 4, 3)
+
+    class Slice(torch.nn.Module):
+        def forward(self, x):
+            up = F.interpolate(x, scale_factor=2, mode='bicubic', align_corners=False)   # [1, 3, 4, 6]
+            sliced = F.grid_sample(grid, coords, mode='bilinear', align_corners=False)   # [1, 2, 1, 3, 4]
+            return torch.sigmoid(up) + up.mean(), sliced
+
+    # bicubic 16 per output value; trilinear 16 per value + 30 per location; sigmoid 4; add 1; mean 1 per input
+    expected = 16 * 72 + (16 * 2 * 12 + 30 * 12) + 4 * 72 + 72 + 72
+    assert count_flops(Slice(), torch.rand(1, 3, 2, 3)) == expected
 
 
 @pytest.mark.parametrize('opt,needle', [

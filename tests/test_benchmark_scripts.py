@@ -15,7 +15,8 @@ def tiny_kd_options() -> dict:
 
 def test_kd_overhead_measures_every_path_and_reports_ratios():
     row = kd_overhead.measure(tiny_kd_options(), 'cpu', runs=2, threads=1)
-    for key in ('student', 'kd', 'kd_fwd', 'teacher', 'teacher_fp32', 'teacher_fast'):
+    for key in ('student', 'kd', 'kd_fwd', 'teacher', 'teacher_fp32', 'teacher_fast', 'up_zoom_in', 'up_zoom_out',
+                'up_consistency'):
         assert row[key] > 0, key
     for key in ('student', 'teacher', 'kd', 'kd_fwd'):
         assert row[f'{key}_peak_mib'] >= 0, key
@@ -23,6 +24,8 @@ def test_kd_overhead_measures_every_path_and_reports_ratios():
     text = kd_overhead.report(row, 'tiny')
     ratio = float(re.search(r'KD / \(student \+ teacher\) = ([0-9.]+)', text).group(1))
     assert abs(ratio - row['kd'] / (row['student'] + row['teacher'])) < 1e-3
+    extra = float(re.search(r'upcycling zoom-in \(every step\) \| [0-9.]+ \| extra ([-0-9.]+) ms', text).group(1))
+    assert abs(extra - (row['up_zoom_in'] - row['kd']) * 1e3) < 0.06
 
 
 def test_kd_overhead_options_keep_the_files_losses_and_drop_only_forward_adaptation():
@@ -34,6 +37,10 @@ def test_kd_overhead_options_keep_the_files_losses_and_drop_only_forward_adaptat
     assert student['model_type'] == 'SRModel' and 'network_t' not in student
     assert set(student['train']) == {'optim_g', 'scheduler', 'pixel_opt'}
     assert 'forward_opt' in opt['train']  # the caller's options are not modified
+    opt['train']['upcycle'] = {'zoom_out': {'prob': 0.2, 'gt_weight': 0.5}, 'zoom_in': {'prob': 0.5}}
+    up = kd_overhead.model_options(opt, 't.pth', 'cpu', 'up_zoom_out')['train']
+    assert up['upcycle'] == {'zoom_out': {'prob': 1.0, 'gt_weight': 0.5}} and 'forward_opt' not in up
+    assert 'upcycle' not in kd_overhead.model_options(opt, 't.pth', 'cpu', 'kd')['train']
 
 
 def test_arch_cost_prints_the_table(capsys):

@@ -57,7 +57,7 @@ def test_attention_maps_by_hand():
 
 
 def test_fitnet_l2_with_adapter_and_weights():
-    loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'l2', 'loss_weight': 0.5,
+    loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'l2', 'loss_weight': 0.5, 'normalize': 'none',
                        'pairs': [{'student': 'a', 'teacher': 'b', 'weight': 2.0}, {'student': 'c', 'teacher': 'd'}]})
     s1, t1 = torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4)
     s2, t2 = torch.randn(2, 4, 2, 2), torch.randn(2, 4, 2, 2)
@@ -83,3 +83,31 @@ def test_feature_pairs_are_validated():
         build_loss({'type': 'FeatureMatchingLoss', 'pairs': [{'studnet': 'a', 'teacher': 'b'}]})
     with pytest.raises(ValueError, match='at least one'):
         build_loss({'type': 'FeatureMatchingLoss', 'pairs': []})
+
+
+def test_features_standardised_by_the_teacher_statistics_by_hand_and_scale_free():
+    loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'l1', 'pairs': [{'student': 'a', 'teacher': 'b'}]})
+    assert loss.normalize == 'teacher'  # the default for element-wise criteria
+    teacher = torch.tensor([[[[1.0, 3.0]], [[10.0, 30.0]]]])  # channel 0: mean 2, std 1; channel 1: mean 20, std 10
+    student = torch.tensor([[[[2.0, 2.0]], [[20.0, 40.0]]]])
+    # standardised: teacher (-1, 1) and (-1, 1); student (0, 0) and (0, 2): |d| = 1, 1, 1, 1
+    assert loss([student], [teacher]).item() == pytest.approx(1.0, rel=1e-5)
+    # one loss weight for every feature scale: EDSR's features live on a 0-255 scale
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 4, 6, 6), torch.randn(2, 4, 6, 6)
+    assert loss([s * 255], [t * 255]).item() == pytest.approx(loss([s], [t]).item(), rel=1e-4)
+    grid = build_loss({'type': 'FeatureMatchingLoss', 'pairs': [{'student': 'g', 'teacher': 'g'}]})
+    assert grid([torch.randn(1, 27, 8, 3, 3)], [torch.randn(1, 27, 8, 3, 3)]).item() > 0  # 5-D grids too
+    with pytest.raises(ValueError, match='train.feature_opt.normalize: teacher does not apply to criterion fakd'):
+        build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'fakd', 'normalize': 'teacher',
+                    'pairs': [{'student': 'a', 'teacher': 'b'}]})
+
+
+def test_fakd_pools_large_maps_to_a_bounded_affinity():
+    from kd_plugin.losses.criteria import FAKD_MAX_POSITIONS, pooled_for_affinity
+
+    assert pooled_for_affinity(torch.rand(1, 2, 64, 64)).shape[-2:] == (64, 64)  # 4096 positions: kept
+    pooled = pooled_for_affinity(torch.rand(1, 2, 100, 130))  # 13000 positions -> k = 2: 50 x 65 = 3250
+    assert pooled.shape[-2:] == (50, 65) and 50 * 65 <= FAKD_MAX_POSITIONS
+    feat = torch.arange(16.0).view(1, 1, 4, 4)
+    torch.testing.assert_close(pooled_for_affinity(feat, max_positions=4), torch.tensor([[[[2.5, 4.5], [10.5, 12.5]]]]))

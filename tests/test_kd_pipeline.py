@@ -56,11 +56,13 @@ def test_bad_layer_name_fails_before_anything_is_written(tiny_pairs, teacher, ex
 
 def test_kd_torchrun_two_processes_stay_in_step_write_once_and_skip_a_nan_together(tiny_pairs, teacher, exp_name,
                                                                                     tmp_path):
-    """Two CPU processes (gloo) with feature matching and forward adaptation (1x1-conv adapters), a NaN
-    injected on rank 1 only at iteration 2 and ``nan_policy: skip`` (tests/ddp_probe_train.py probes)."""
+    """Two CPU processes (gloo) with feature matching, forward adaptation (1x1-conv adapters) and data
+    upcycling (extra student passes outside the DDP wrapper), a NaN injected on rank 1 only at
+    iteration 2 and ``nan_policy: skip`` (tests/ddp_probe_train.py probes)."""
     opt = kd_options(exp_name, tiny_pairs, teacher, total_iter=6)
     opt['datasets']['train']['batch_size_per_gpu'] = 1
     opt['train']['nan_policy'] = 'skip'
+    opt['train']['upcycle'] = {'zoom_in': {'prob': 0.5}, 'zoom_out': {'prob': 0.5}, 'consistency': {'prob': 0.5}}
     probes = tmp_path / 'probes'
     probes.mkdir()
     result = torchrun_train(write_options(str(tmp_path), opt), timeout=90, script=osp.join(ROOT, 'tests',
@@ -68,7 +70,8 @@ def test_kd_torchrun_two_processes_stay_in_step_write_once_and_skip_a_nan_togeth
     # a rank skipping alone used to hang DDP here; 90 s guard (the run takes about 10 s on 2 cores)
     assert result.returncode == 0, result.stderr[-3000:]
     log = train_log(exp_name)
-    assert 'World size (gpu number): 2' in log and 'l_fwd:' in log and 'Teacher on tiny_val' in log
+    assert 'World size (gpu number): 2' in log and 'l_fwd:' in log and 'l_up_out:' in log
+    assert 'Teacher on tiny_val' in log
     assert log.count('step skipped on every rank') == 1  # rank 0's own loss was finite; it skipped with rank 1
 
     ranks = [torch.load(probes / f'rank{r}_state.pth', weights_only=True) for r in (0, 1)]

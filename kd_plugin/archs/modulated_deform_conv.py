@@ -33,6 +33,9 @@ class ModulatedDeformConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         taps = self.weight.shape[-1] ** 2
         offset, logits = self.offset_mask(x).split((2 * taps, taps), dim=1)
+        # torchvision's CPU deform_conv2d crashes the process (SIGSEGV) on a NaN offset; a NaN input
+        # must give a NaN output (the mask carries it) that train.nan_policy can handle instead.
+        offset = torch.nan_to_num(offset, nan=0.0)
         mask = 2.0 * torch.sigmoid(logits)
         # deform_conv2d has no reduced-precision kernel: run it in the weight's dtype under autocast.
         dtype = self.weight.dtype

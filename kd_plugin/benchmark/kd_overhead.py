@@ -7,7 +7,9 @@ plain ``SRModel`` for the same student, then measures in one run, on the same ba
 * ``teacher``: one teacher forward under ``no_grad`` as the file configures it, in fp32, and in
   bf16 (CPU) / fp16 (CUDA) with channels_last (or the file's autocast dtype);
 * ``kd``: one ``KDModel`` step with the file's losses minus forward adaptation;
-* ``kd + fwd``: the same with forward adaptation, whose extra cost is reported on its own.
+* ``kd + fwd``: the same with forward adaptation, whose extra cost is reported on its own;
+* ``kd + <part>``: the ``kd`` step with one data-upcycling part (zoom-in, zoom-out, label
+  consistency) applied every iteration, each part's extra cost reported on its own.
 
 The headline is ``kd / (student + teacher)``: the price of the KD plumbing itself (hooks,
 adapters, loss terms), which should stay near 1. Peak memory is CUDA's allocator peak on a GPU and
@@ -38,11 +40,16 @@ def _load_options(path: str) -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
+UPCYCLE_PARTS = ('zoom_in', 'zoom_out', 'consistency')
+
+
 def model_options(kd_opt: dict[str, Any], teacher_path: str, device: str, variant: str) -> dict[str, Any]:
-    """In-process options for ``variant``: ``student`` (SRModel, pixel loss), ``kd`` (no forward
-    adaptation) or ``kd_fwd`` (all of the file's losses)."""
+    """In-process options for ``variant``: ``student`` (SRModel, pixel loss), ``kd`` (the file's losses
+    without forward adaptation or upcycling), ``kd_fwd`` (with forward adaptation) or ``up_<part>``
+    (``kd`` with that upcycling part at probability 1)."""
     train = deepcopy(kd_opt['train'])
     train['ema_decay'] = 0
+    upcycle = train.pop('upcycle', None) or {}
     opt = {
         'name': 'kd_overhead', 'scale': kd_opt['scale'], 'num_gpu': 1 if device == 'cuda' else 0,
         'is_train': True, 'dist': False, 'rank': 0, 'world_size': 1,
@@ -54,8 +61,11 @@ def model_options(kd_opt: dict[str, Any], teacher_path: str, device: str, varian
         pixel = train.get('pixel_opt') or {'type': 'L1Loss', 'loss_weight': 1.0}
         opt['train'] = {'optim_g': train['optim_g'], 'scheduler': train['scheduler'], 'pixel_opt': pixel}
         return opt
-    if variant == 'kd':
+    if variant != 'kd_fwd':
         train.pop('forward_opt', None)
+    if variant.startswith('up_'):
+        part = variant[len('up_'):]
+        train['upcycle'] = {part: dict(upcycle.get(part) or {}, prob=1.0)}
     opt.update(model_type='KDModel', train=train, network_t=deepcopy(kd_opt['network_t']))
     opt['path'].update(pretrain_network_t=teacher_path, param_key_t='params', strict_load_t=True)
     return opt
@@ -119,7 +129,8 @@ def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = 
         torch.manual_seed(0)
         torch.save({'params': build_network(deepcopy(kd_opt['network_t'])).state_dict()}, teacher_path)
         data = _batch(kd_opt, device, batch, patch)
-        models = {v: _build(kd_opt, teacher_path, device, v, data) for v in ('student', 'kd', 'kd_fwd')}
+        variants = ('student', 'kd', 'kd_fwd', *(f'up_{p}' for p in UPCYCLE_PARTS))
+        models = {v: _build(kd_opt, teacher_path, device, v, data) for v in variants}
         kd = models['kd']
         counter = iter(range(1, 10**6))
 
@@ -137,9 +148,9 @@ def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = 
         fast_dtype = kd.teacher_dtype or (torch.float16 if device == 'cuda' else torch.bfloat16)
         plain = deepcopy(kd.net_t).to(memory_format=torch.contiguous_format)
         fast_net = deepcopy(kd.net_t).to(memory_format=torch.channels_last)
-        fns = {'student': step(models['student']), 'kd': step(models['kd']), 'kd_fwd': step(models['kd_fwd']),
-               'teacher': teacher(kd.net_t, kd.teacher_dtype, kd.teacher_channels_last),
-               'teacher_fp32': teacher(plain, None, False), 'teacher_fast': teacher(fast_net, fast_dtype, True)}
+        fns = {v: step(m) for v, m in models.items()}
+        fns.update({'teacher': teacher(kd.net_t, kd.teacher_dtype, kd.teacher_channels_last),
+                    'teacher_fp32': teacher(plain, None, False), 'teacher_fast': teacher(fast_net, fast_dtype, True)})
         row = interleaved_medians(fns, dev, warmup=1 if device == 'cpu' else 5, runs=runs, grad=True)
         row['teacher_path'] = _path_name(kd.teacher_dtype, kd.teacher_channels_last)
         row['fast_path'] = _path_name(fast_dtype, True)
@@ -170,6 +181,9 @@ def report(row: dict[str, float], title: str) -> str:
              f'**KD / (student + teacher) = {row["kd"] / base:.3f}** |',
              f'| KD step, + forward adaptation | {row["kd_fwd"] * 1e3:.1f} | '
              f'extra {fwd_extra * 1e3:.1f} ms = {fwd_extra / row["teacher"]:.2f}x a teacher forward |',
+             *(f'| KD step, + upcycling {p.replace("_", "-")} (every step) | {row[f"up_{p}"] * 1e3:.1f} | extra '
+               f'{(row[f"up_{p}"] - row["kd"]) * 1e3:.1f} ms = {(row[f"up_{p}"] - row["kd"]) / row["kd"]:.2f}x '
+               'the KD step |' for p in UPCYCLE_PARTS),
              '', '| peak memory (MiB) | student step | teacher fwd | student + teacher | KD step | KD + fwd step |',
              '|---|---|---|---|---|---|',
              f'| | {row["student_peak_mib"]:.0f} | {row["teacher_peak_mib"]:.0f} | '

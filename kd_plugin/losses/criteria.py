@@ -2,6 +2,8 @@
 
 All reduce to a scalar mean. ``x`` is the student-side tensor, ``y`` the teacher-side target.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -9,24 +11,40 @@ OUTPUT_CRITERIA = ('l1', 'l2', 'charbonnier', 'relative')
 FEATURE_CRITERIA = ('l1', 'l2', 'fakd', 'at')
 
 
+def pointwise(name: str, x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """The unreduced output criterion ``name`` (one value per element), for per-pixel weighting:
+    ``l1`` ``|x - y|``, ``l2`` ``(x - y)^2``, ``charbonnier`` ``sqrt((x - y)^2 + eps^2)``, ``relative``
+    ``|x - y| / (|y| + eps)``."""
+    d = x - y
+    if name == 'l1':
+        return d.abs()
+    if name == 'l2':
+        return d.square()
+    if name == 'charbonnier':
+        return torch.sqrt(d.square() + eps * eps)
+    if name == 'relative':
+        return d.abs() / (y.abs() + eps)
+    raise ValueError(f'no pointwise form of criterion {name!r}')
+
+
 def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``mean |x - y|``."""
-    return (x - y).abs().mean()
+    return pointwise('l1', x, y).mean()
 
 
 def l2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``mean (x - y)^2`` (FitNet's hint loss on features)."""
-    return (x - y).square().mean()
+    return pointwise('l2', x, y).mean()
 
 
-def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """``mean sqrt((x - y)^2 + eps^2)``."""
-    return torch.sqrt((x - y).square() + eps * eps).mean()
+def charbonnier(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``mean sqrt((x - y)^2 + eps^2)``, eps = 1e-3."""
+    return pointwise('charbonnier', x, y).mean()
 
 
-def relative(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Relative difference ``mean |x - y| / (|y| + eps)``: errors count more where the target is dark."""
-    return ((x - y).abs() / (y.abs() + eps)).mean()
+def relative(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Relative difference ``mean |x - y| / (|y| + eps)``, eps = 1e-3: errors count more where the target is dark."""
+    return pointwise('relative', x, y).mean()
 
 
 def spatial_affinity(feat: torch.Tensor) -> torch.Tensor:
@@ -36,9 +54,26 @@ def spatial_affinity(feat: torch.Tensor) -> torch.Tensor:
     return flat.transpose(1, 2) @ flat
 
 
+#: FAKD compares ``(H*W)^2`` affinities per image; above this many positions both maps are average-pooled.
+FAKD_MAX_POSITIONS = 4096
+
+
+def pooled_for_affinity(feat: torch.Tensor, max_positions: int = FAKD_MAX_POSITIONS) -> torch.Tensor:
+    """``feat`` ``[B, C, H, W]`` average-pooled by the smallest integer factor ``k`` that brings ``ceil(H/k) *
+    ceil(W/k)`` to at most ``max_positions`` (unchanged when already there): the affinity matrix then
+    has at most ``max_positions^2`` entries per image (4096 -> 64 MiB in fp32) whatever the patch size."""
+    h, w = feat.shape[-2:]
+    k = 1
+    while math.ceil(h / k) * math.ceil(w / k) > max_positions:
+        k += 1
+    return feat if k == 1 else F.avg_pool2d(feat, k, ceil_mode=True)
+
+
 def fakd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``mean |A(x) - A(y)|`` over the spatial affinity matrices (student and teacher C may differ)."""
-    return (spatial_affinity(x.float()) - spatial_affinity(y.float())).abs().mean()
+    """``mean |A(x) - A(y)|`` over the spatial affinity matrices (student and teacher C may differ), of
+    the features pooled to at most :data:`FAKD_MAX_POSITIONS` positions."""
+    x, y = pooled_for_affinity(x.float()), pooled_for_affinity(y.float())
+    return (spatial_affinity(x) - spatial_affinity(y)).abs().mean()
 
 
 def attention_map(feat: torch.Tensor) -> torch.Tensor:
@@ -59,6 +94,18 @@ def get_criterion(name: str, allowed: tuple[str, ...], option: str):
     if name not in allowed:
         raise ValueError(f'{option}: unknown criterion {name!r}; choose one of {", ".join(allowed)}')
     return _FUNCTIONS[name]
+
+
+def standardise_by_teacher(student: torch.Tensor, teacher: torch.Tensor,
+                           eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both features standardised by the teacher feature's per-channel mean and standard deviation
+    (over every dimension but the channels, no gradient): ``(f - mu_T) / (sigma_T + eps)``. The same
+    loss weight then fits features on any scale (EDSR's 0-255 features, HDRNet's grids)."""
+    dims = [d for d in range(teacher.dim()) if d != 1]
+    with torch.no_grad():
+        mean = teacher.mean(dim=dims, keepdim=True)
+        std = teacher.std(dim=dims, keepdim=True, unbiased=False)
+    return (student - mean) / (std + eps), (teacher - mean) / (std + eps)
 
 
 def needs_same_channels(name: str) -> bool:

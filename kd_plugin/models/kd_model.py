@@ -16,16 +16,21 @@ from kd_plugin.archs.window_padding import crop_to_input, pad_to_multiple
 from kd_plugin.distill.rank_sync import average_gradients, broadcast_from_rank0, finite_on_all_ranks
 from kd_plugin.distill.recorder import FeatureRecorder
 from kd_plugin.distill.substitution import TailRunner
+from kd_plugin.distill.upcycling import LOSS_NAMES as UPCYCLE_LOGS
+from kd_plugin.distill.upcycling import augment, iteration_rng, undo, zoom_in_tiles, zoom_out
 from kd_plugin.distill.wiring import wire
+from kd_plugin.losses.criteria import OUTPUT_CRITERIA, get_criterion
 from kd_plugin.models.kd_options import (
     KD_LOSS_LOGS,
     check_option_keys,
+    check_weighting,
     nan_policy,
     probe_input,
     require_a_loss,
     teacher_dtype,
     teacher_pad_to,
     teacher_state_dict,
+    upcycle_options,
 )
 
 ADAPTER_LABEL = 'net_adapters'
@@ -51,6 +56,9 @@ class KDModel(SRModel):
 
         L = w_pix L_pix(S(x), y) + w_dist L_dist(S(x), T(x))
             + w_feat sum_k w_k crit(A_k(F_S^{m_k}), F_T^{l_k}) + w_fwd crit(T_{>l}(A(F_S^m)), T(x))
+            + data-upcycling terms (``train.upcycle``: zoom-in, zoom-out, label consistency)
+
+    One optimizer step per iteration, whatever the terms.
 
     The teacher's forward pass runs once per step under ``no_grad`` (optionally bf16/fp16 autocast
     and channels_last, ``train.teacher``); all losses share it. Forward adaptation reuses that pass's
@@ -83,6 +91,10 @@ class KDModel(SRModel):
         self.teacher_recorder = FeatureRecorder(self.net_t, wiring.teacher, 'teacher layer', wiring.teacher_clone)
         self.teacher_tail = (TailRunner(self.net_t, self.cri_fwd.teacher_layer, 'train.forward_opt.teacher')
                              if self.cri_fwd else None)
+        check_weighting(train_opt)
+        self.upcycle = upcycle_options(self.opt)
+        self.upcycle_fn = get_criterion(self.upcycle.criterion, OUTPUT_CRITERIA, 'train.upcycle.criterion') \
+            if self.upcycle else None
         self._load_adapters()
         broadcast_from_rank0(self.net_adapters)  # ranks seed differently; a resumed file is the same anyway
         self.setup_optimizers()
@@ -173,7 +185,7 @@ class KDModel(SRModel):
                 if value is not None:
                     losses[key] = value
         if self.cri_dist:
-            losses['l_dist'] = self.cri_dist(self.output, teacher_out)
+            losses['l_dist'] = self.cri_dist(self.output, teacher_out, self.gt if self.cri_dist.needs_gt else None)
         if self.cri_feat:
             losses['l_feat'] = self.cri_feat(*self._adapted_features())
         if self.cri_fwd:
@@ -182,6 +194,8 @@ class KDModel(SRModel):
         self.student_recorder.clear()
         if self.teacher_tail:
             self.teacher_tail.clear()
+        if self.upcycle:
+            losses.update(self._upcycled_losses(current_iter, teacher_out))
 
         total = sum(losses.values())
         if not finite_on_all_ranks(total):
@@ -215,6 +229,38 @@ class KDModel(SRModel):
             return adapter(feat, teacher_feat.shape[-2:]).to(teacher_feat.dtype)
 
         return self.teacher_tail.run(lambda: self.teacher_forward(self.lq), replace).float()
+
+    def _upcycled_losses(self, current_iter: int, teacher_out: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The data-upcycling terms of this step (:mod:`kd_plugin.distill.upcycling`); a part that is not
+        drawn this iteration logs 0, so every step (and every rank) logs the same keys.
+
+        The extra student passes call the bare student: its parameters' gradients still reach DDP's
+        all-reduce (which fires once per parameter per backward), while a second forward through the
+        DDP wrapper before the backward would not be allowed."""
+        rng = iteration_rng(self.opt.get('manual_seed'), current_iter)
+        student = self.get_bare_model(self.net_g)
+        crit, losses = self.upcycle_fn, {}
+        for name, part in self.upcycle.parts.items():
+            draw = rng.random()
+            loss = self.lq.new_zeros(())
+            if draw < part.prob and name == 'zoom_in':
+                tiles = zoom_in_tiles(self.gt, tuple(self.lq.shape[-2:]), rng)
+                with torch.no_grad():
+                    label = self.teacher_forward(tiles).float()
+                loss = part.weight * crit(student(tiles), label)
+            elif draw < part.prob and name == 'zoom_out':
+                small = zoom_out(self.lq, self.opt['scale'])
+                with torch.no_grad():
+                    label = self.teacher_forward(small).float()
+                out = student(small)
+                loss = part.weight * crit(out, label)
+                if part.gt_weight:
+                    loss = loss + part.gt_weight * crit(out, self.lq)
+            elif draw < part.prob and name == 'consistency':
+                aug = rng.choice(part.augmentations)
+                loss = part.weight * crit(undo(student(augment(self.lq, aug)), aug), teacher_out)
+            losses[UPCYCLE_LOGS[name]] = loss
+        return losses
 
     def _drop_non_finite_step(self, losses: dict[str, torch.Tensor], current_iter: int) -> None:
         """A NaN/Inf loss on any rank, before any weight changes: ``train.nan_policy: stop`` (default)

@@ -20,14 +20,14 @@ SR_LOSS_KEYS = ('pixel_opt', 'perceptual_opt')
 KD_LOSS_LOGS = {'distill_opt': 'l_dist', 'feature_opt': 'l_feat', 'forward_opt': 'l_fwd'}
 KD_LOSS_KEYS = tuple(KD_LOSS_LOGS)
 #: Everything under ``train:`` that makes a run a distillation run (what an ablation takes apart).
-KD_INGREDIENTS = KD_LOSS_KEYS
+KD_INGREDIENTS = (*KD_LOSS_KEYS, 'upcycle')
 LOSS_KEYS = SR_LOSS_KEYS + KD_LOSS_KEYS
 #: The registered loss each KD section takes.
 LOSS_TYPES = {'distill_opt': 'OutputDistillLoss', 'feature_opt': 'FeatureMatchingLoss',
               'forward_opt': 'ForwardAdaptationLoss'}
 #: Keys under ``train:`` that BasicSR's SRModel/train loop or KDModel read.
 TRAIN_KEYS = (*LOSS_KEYS, 'ema_decay', 'optim_g', 'optim_adapters', 'scheduler', 'total_iter', 'warmup_iter',
-              'teacher', 'nan_policy')
+              'teacher', 'nan_policy', 'upcycle')
 TEACHER_KEYS = ('autocast', 'channels_last', 'pad_to')
 NAN_POLICIES = ('stop', 'skip')
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16}
@@ -91,6 +91,29 @@ def nan_policy(train: dict[str, Any]) -> str:
         raise ValueError(f'train.nan_policy: {policy!r}. Fix: use stop (end the run at a non-finite loss) or skip '
                          '(drop such steps)')
     return policy
+
+
+def lq_patch_side(opt: dict[str, Any]) -> int | None:
+    """The LR side of the training patches (``datasets.train.gt_size / scale``), when the options say."""
+    gt_size = ((opt.get('datasets') or {}).get('train') or {}).get('gt_size')
+    return gt_size // opt['scale'] if gt_size else None
+
+
+def upcycle_options(opt: dict[str, Any]):
+    """``train.upcycle`` parsed and checked (:func:`kd_plugin.distill.upcycling.parse_upcycle`), or None."""
+    from kd_plugin.distill.upcycling import parse_upcycle
+
+    return parse_upcycle((opt.get('train') or {}).get('upcycle'), opt['scale'], lq_patch_side(opt))
+
+
+def check_weighting(train: dict[str, Any]) -> None:
+    """An output-distillation weighting that compares with the ground truth needs the pixel loss's
+    supervision to be part of the run."""
+    weighting = (train.get('distill_opt') or {}).get('weighting', 'none')
+    if weighting == 'teacher_better' and not train.get('pixel_opt'):
+        raise ValueError('train.distill_opt.weighting: teacher_better weights each pixel by how much better the '
+                         'teacher is than the student against the ground truth, so it is meant to complement the '
+                         'pixel loss, and the run has none. Fix: set train.pixel_opt, or weighting: none')
 
 
 def probe_input(opt: dict[str, Any], device: torch.device | str = 'cpu') -> torch.Tensor:
