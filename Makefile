@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision from this machine's wheels (CUDA build, runs on CPU); override for other stacks.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint data ablation-gpu-short
+.PHONY: setup demo test lint data ablation-gpu-short gpu-check
 
 setup: $(VENV)/.installed
 
@@ -13,16 +13,18 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PINS)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,export]'
 	touch $@
 
 # Photo set, then DeformableHDRNet without and with KD from the shipped HDRNet teacher (kd_plugin/demo.py).
 demo: setup
 	$(BIN)/python -m kd_plugin.demo
 
-# Development data from ../shared/data: T91 pairs for training, links to Set5/Set14/BSD100 for validation.
+# Development data from ../shared/data: T91 pairs for training (and a held-out split of 10 for choosing settings),
+# links to Set5/Set14/BSD100 for reporting.
 data: setup
 	test -d datasets/T91/X4 || $(BIN)/python -m kd_plugin.prepare lr --input ../shared/data/T91 --output datasets/T91 --scales 2 4
+	test -d datasets/T91_split/X4 || $(BIN)/python -m kd_plugin.prepare split --input datasets/T91/X4 --output datasets/T91_split/X4 --holdout 10
 	mkdir -p datasets; for s in Set5 Set14 BSD100; do ln -sfn ../../shared/data/$$s datasets/$$s; done
 
 # The GPU "short" ablation of HDRNet -> DeformableHDRNet x4 on T91: the teacher first (its options
@@ -37,3 +39,7 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The one prepared command for a lent GPU (kd_plugin/gpu_check.py): results in results/gpu_check/.
+gpu-check: setup
+	$(BIN)/python -m kd_plugin.gpu_check --output results/gpu_check

@@ -1,7 +1,8 @@
 """Upscale your own images: ``python -m kd_plugin.infer --model SPEC --input IMG_OR_DIR --output DIR``.
 
 ``SPEC`` is ``OPTIONS.yml`` (its ``network_g`` and ``path.pretrain_network_g``, or the run's
-``net_g_latest.pth``) or ``OPTIONS.yml@CHECKPOINT.pth``, as for the benchmark. 8- and 16-bit
+``net_g_latest.pth``) or ``OPTIONS.yml@CHECKPOINT.pth``, as for the benchmark, or a ``.onnx`` file
+written by ``python -m kd_plugin.export`` (run by onnxruntime on the CPU). 8- and 16-bit
 images keep their bit depth; grey images come out grey (the network sees them replicated to RGB);
 RGBA keeps its alpha (upscaled bicubically). ``--tile N`` runs the network on N×N LR tiles with
 ``--tile-overlap`` LR pixels of context on each side, so memory stays bounded on large images; for
@@ -19,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from kd_plugin.cli import Parser
+from kd_plugin.cli import Parser, fail
 from kd_plugin.data.image_io import list_images, read_image
-from kd_plugin.model_loading import load_model, parse_model
+from kd_plugin.model_loading import OnnxNet, load_model, parse_model
 
 
 def upscale_tensor(net: nn.Module, x: torch.Tensor, scale: int, tile: int = 0, overlap: int = 16) -> torch.Tensor:
@@ -80,7 +81,7 @@ def upscale_image(net: nn.Module, path: str, scale: int, device: torch.device, t
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser('python -m kd_plugin.infer', description=__doc__.splitlines()[0])
-    parser.add_argument('--model', required=True, help='OPTIONS.yml or OPTIONS.yml@CHECKPOINT.pth')
+    parser.add_argument('--model', required=True, help='OPTIONS.yml, OPTIONS.yml@CHECKPOINT.pth or MODEL.onnx')
     parser.add_argument('--input', required=True, help='an image or a folder of images')
     parser.add_argument('--output', required=True, help='folder for the results')
     parser.add_argument('--tile', type=int, default=0, help='LR tile size (0: whole image)')
@@ -89,12 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--fp16', action='store_true', help='fp16 autocast (CUDA only)')
     args = parser.parse_args(argv)
     try:
-        spec = parse_model(args.model)
-        net = load_model(spec)
+        if args.model.endswith('.onnx'):
+            net = OnnxNet(args.model)
+            scale = net.scale
+        else:
+            spec = parse_model(args.model)
+            net = load_model(spec)
+            scale = spec.scale or spec.arch.get('upscale') or spec.arch.get('scale')
     except ValueError as err:
-        print(f'error: --model: {err}', file=sys.stderr)
-        return 2
-    scale = spec.scale or spec.arch.get('upscale') or spec.arch.get('scale')
+        return fail(f'--model: {err}')
+    if not scale:
+        return fail(f'--model {args.model}: its scale is unknown (no kd_plugin.scale metadata). Fix: export it with '
+                    'python -m kd_plugin.export')
     if osp.isdir(args.input):
         inputs = [osp.join(args.input, n) for n in list_images(args.input)]
     elif osp.isfile(args.input):

@@ -112,3 +112,31 @@ def network_upscaler(net: nn.Module, device: torch.device):
         return np.ascontiguousarray((y * 255.0).round().astype(np.uint8)[..., ::-1])
 
     return upscale
+
+
+class OnnxNet(nn.Module):
+    """An exported ``.onnx`` SR model (``python -m kd_plugin.export``) run by onnxruntime on the CPU, called
+    like the PyTorch network: ``[1, 3, h, w]`` float tensor in, ``[1, 3, s*h, s*w]`` out (gradients do
+    not flow through it). ``scale`` comes from the file's metadata."""
+
+    def __init__(self, path: str, threads: int | None = None) -> None:
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ValueError(f'{path}: running an ONNX model needs onnxruntime. Fix: pip install -e ".[export]"') \
+                from err
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        except Exception as err:  # noqa: BLE001  (onnxruntime raises its own exception types)
+            raise ValueError(f'{path}: onnxruntime cannot load it ({str(err).splitlines()[0]})') from err
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.scale = int(meta['kd_plugin.scale']) if 'kd_plugin.scale' in meta else None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: x.detach().float().cpu().numpy()})[0]
+        return torch.from_numpy(out).to(x.device)

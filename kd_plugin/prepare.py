@@ -1,4 +1,4 @@
-"""Data preparation: ``python -m kd_plugin.prepare {lr,lmdb,crop,photos} ...`` (``--help`` on each)."""
+"""Data preparation: ``python -m kd_plugin.prepare {lr,lmdb,crop,split,photos} ...`` (``--help`` on each)."""
 import argparse
 import os
 import sys
@@ -6,6 +6,7 @@ from os import path as osp
 
 from kd_plugin.cli import Parser, fail
 from kd_plugin.data.bundled_photos import write_photos
+from kd_plugin.data.holdout import split_pairs
 from kd_plugin.data.lmdb_builder import build_paired_lmdbs
 from kd_plugin.data.lr_generation import make_lr_pairs
 from kd_plugin.data.subimages import crop_subimages
@@ -46,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument('--size', type=int, default=480)
     cr.add_argument('--step', type=int, default=240)
     cr.add_argument('--min-size', type=int, default=0, help='skip edge tiles smaller than this')
+
+    sp = sub.add_parser('split', help='paired folders -> training part + held-out part (for choosing settings)',
+                        description='Copies INPUT/{HR,LR} to OUTPUT/{train,val}/{HR,LR} with --holdout pairs, '
+                        'drawn with --seed, in val: compare settings on val, never on the test sets you report.')
+    sp.add_argument('--input', required=True, help='a folder with HR/ and LR/ (e.g. datasets/T91/X4)')
+    sp.add_argument('--output', required=True)
+    sp.add_argument('--holdout', type=int, default=10, help='pairs to hold out (default 10)')
+    sp.add_argument('--seed', type=int, default=0)
 
     ph = sub.add_parser('photos', help="paired data from scikit-image's bundled photographs (no download)",
                         description='Writes OUTPUT/{train,val}/HR, OUTPUT/{train,val}/X{s}/{HR,LR} and, with '
@@ -101,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             if len(args.input) != len(args.output):
                 raise ValueError('give one --output per --input')
             build_paired_lmdbs(list(zip(args.input, args.output)), overwrite=args.overwrite)
+        elif args.command == 'split':
+            parts = split_pairs(args.input, args.output, args.holdout, args.seed)
+            print(f'{args.output}/train: {len(parts["train"])} pairs; {args.output}/val: {", ".join(parts["val"])}')
         elif args.command == 'crop':
             print(f'{crop_subimages(args.input, args.output, args.size, args.step, args.min_size)} sub-images written')
         else:

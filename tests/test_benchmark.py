@@ -1,4 +1,5 @@
 """``python -m kd_plugin.benchmark``: the metric pipeline matches the literature; bad input stays in its row."""
+import importlib.util
 import json
 import os
 from os import path as osp
@@ -108,6 +109,8 @@ def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
     assert 'test set NoSuchSet' in rows['Bicubic']['NoSuchSet_error']
     table = open(out / 'x2.md').read()
     assert '| tiny_edsr |' in table and 'Errors:' in table and 'error: model typo' in table
+    if importlib.util.find_spec('onnxruntime'):  # the [export] extra: the model exported and timed in onnxruntime
+        assert rows['tiny_edsr']['ort_cpu_ms'] > 0 and 'onnxruntime CPU ms (1 thr)' in table
 
 
 def test_options_file_without_checkpoint_uses_the_runs_latest(tmp_path):

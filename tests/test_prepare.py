@@ -127,3 +127,28 @@ def test_photos_dataset_is_built_once(tmp_path):
     archived = [d for d in os.listdir(osp.join(out, 'train')) if d.startswith('X4_archived_')]
     assert len(archived) == 1 and osp.isfile(osp.join(out, 'train', archived[0], 'HR', 'mine.png'))
     assert not osp.exists(osp.join(out, 'train', 'X4', 'HR', 'mine.png'))
+
+
+def test_split_holds_out_pairs_reproducibly_and_never_overwrites(tmp_path):
+    src = tmp_path / 'X4'
+    for kind in ('HR', 'LR'):
+        (src / kind).mkdir(parents=True)
+        for i in range(6):
+            cv2.imwrite(str(src / kind / f'im{i}.png'), np.full((8, 8, 3), i * 10, np.uint8))
+    out = tmp_path / 'split'
+    result = run([sys.executable, '-m', 'kd_plugin.prepare', 'split', '--input', str(src), '--output', str(out),
+                  '--holdout', '2', '--seed', '3'])
+    assert result.returncode == 0, result.stderr
+    val = sorted(os.listdir(out / 'val' / 'HR'))
+    train = sorted(os.listdir(out / 'train' / 'HR'))
+    assert len(val) == 2 and len(train) == 4 and not set(val) & set(train)
+    assert sorted(os.listdir(out / 'val' / 'LR')) == val and sorted(os.listdir(out / 'train' / 'LR')) == train
+    from kd_plugin.data.holdout import split_pairs
+
+    assert split_pairs(str(src), str(tmp_path / 'again'), 2, seed=3)['val'] == val  # same seed, same split
+    again = run([sys.executable, '-m', 'kd_plugin.prepare', 'split', '--input', str(src), '--output', str(out)])
+    assert again.returncode == 2 and f'error: prepare split: {out} exists' in again.stderr
+    (src / 'LR' / 'im0.png').unlink()
+    bad = run([sys.executable, '-m', 'kd_plugin.prepare', 'split', '--input', str(src), '--output',
+               str(tmp_path / 'x')])
+    assert bad.returncode == 2 and "only in HR: ['im0.png']" in bad.stderr

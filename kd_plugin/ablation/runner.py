@@ -59,7 +59,7 @@ def seconds_per_iteration(name: str) -> float:
 def equal_time_iterations(recipe: dict[str, Any], seed: int) -> int:
     """Iterations the student alone runs in the recipe run's training time (same seed, same machine)."""
     kd, alone = run_name(recipe, 'recipe', seed), run_name(recipe, 'no_kd', seed)
-    return round(recipe['train']['total_iter'] * seconds_per_iteration(kd) / seconds_per_iteration(alone))
+    return max(round(recipe['train']['total_iter'] * seconds_per_iteration(kd) / seconds_per_iteration(alone)), 1)
 
 
 def train_run(opt: dict[str, Any], options_dir: str) -> None:

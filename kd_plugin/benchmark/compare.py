@@ -54,7 +54,7 @@ def benchmark_model(spec: ModelSpec, scale: int, sets: dict[str, Any], args: arg
             net.cpu()
             if not args.skip_cost:
                 row.update(measure_cost(net, tuple(args.lr_size), args.threads, args.runs,
-                                        torch.cuda.is_available() and not args.cpu))
+                                        torch.cuda.is_available() and not args.cpu, onnx=not args.skip_onnx))
         elif not args.skip_cost:
             row.update(params=0, gflops=None)
         row['notes'] = '; '.join(spec.notes)
@@ -78,6 +78,9 @@ def markdown_table(rows: list[dict], set_names: list[str], scale: int, args: arg
     cols = ['model', 'params', f'GFLOPs @{args.lr_size[1]}x{args.lr_size[0]}']
     cols += [f'{s} PSNR / SSIM' for s in set_names]
     cols += ['mean PSNR / SSIM (scored sets)', f'CPU fp32 ms ({args.threads} thr)', 'CPU FPS', 'CPU bf16 ms']
+    ort = any('ort_cpu_ms' in r or 'ort_note' in r for r in rows)
+    if ort:
+        cols += [f'onnxruntime CPU ms ({args.threads} thr)']
     if cuda:
         cols += ['CUDA fp32 ms', 'CUDA fp16 ms', 'CUDA fp16+CL ms', 'CUDA bf16+CL ms', 'CUDA FPS (best)',
                  'CUDA peak MiB (fp16)']
@@ -95,6 +98,8 @@ def markdown_table(rows: list[dict], set_names: list[str], scale: int, args: arg
         cells.append(f'{r["mean_psnr"]:.2f} / {r["mean_ssim"]:.4f}' if r.get('mean_psnr') is not None else '–')
         cpu_ms = r.get('cpu_fp32_ms')
         cells += [_fmt(cpu_ms, 0), _fmt(1e3 / cpu_ms if cpu_ms else None, 2), _fmt(r.get('cpu_bf16_ms'), 0)]
+        if ort:
+            cells.append(_fmt(r.get('ort_cpu_ms'), 0) if 'ort_cpu_ms' in r else f'– ({r.get("ort_note", "")})')
         if cuda:
             cuda_ms = [r.get(k) for k in ('cuda_fp32_ms', 'cuda_fp16_ms', 'cuda_fp16_cl_ms', 'cuda_bf16_cl_ms')]
             best = min((m for m in cuda_ms if m), default=None)
@@ -160,6 +165,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--runs', type=int, default=3, help='timed runs (CUDA: at least 20)')
     parser.add_argument('--cpu', action='store_true', help='do not use CUDA even when present')
     parser.add_argument('--skip-cost', action='store_true', help='quality only')
+    parser.add_argument('--skip-onnx', action='store_true', help='no onnxruntime latency column')
     parser.add_argument('--output', default='results/benchmark', help='folder for the tables, csv, json and plots')
     args = parser.parse_args(argv)
     args.model = args.model or ['bicubic']

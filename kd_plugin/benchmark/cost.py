@@ -1,4 +1,6 @@
 """What running a network costs: parameters, FLOPs, latency and peak memory at one input size."""
+import tempfile
+from os import path as osp
 from typing import Any
 
 import torch
@@ -10,11 +12,11 @@ DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
 def measure_cost(net: torch.nn.Module, lr_size: tuple[int, int], threads: int, runs: int, cuda: bool,
-                 cpu_dtypes: tuple[str, ...] = ('fp32', 'bf16')) -> dict[str, Any]:
+                 cpu_dtypes: tuple[str, ...] = ('fp32', 'bf16'), onnx: bool = False) -> dict[str, Any]:
     """Parameters, GFLOPs and latencies (ms) / peak MiB of ``net`` at one ``[1, 3, H, W]`` input: on the
     CPU (``threads`` threads) in each of ``cpu_dtypes``, and with ``cuda`` in fp32/fp16/bf16 with and
-    without channels_last. Keys: ``params``, ``gflops``, ``cpu_<dtype>_ms``, ``cuda_<dtype>[_cl]_ms``,
-    ``cuda_<dtype>[_cl]_peak_mib``."""
+    without channels_last, and with ``onnx`` in onnxruntime's CPU provider. Keys: ``params``, ``gflops``,
+    ``cpu_<dtype>_ms``, ``cuda_<dtype>[_cl]_ms``, ``cuda_<dtype>[_cl]_peak_mib``, ``ort_cpu_ms``/``ort_note``."""
     torch.set_num_threads(threads)
     x = torch.rand(1, 3, *lr_size)
     cost: dict[str, Any] = {'params': count_params(net), 'gflops': count_flops(net, x) / 1e9}
@@ -39,4 +41,27 @@ def measure_cost(net: torch.nn.Module, lr_size: tuple[int, int], threads: int, r
                 cost[f'cuda_{label}{layout}_ms'] = median_latency(run, dev, warmup=5, runs=max(runs, 20)) * 1e3
                 cost[f'cuda_{label}{layout}_peak_mib'] = peak_memory_bytes(run, dev) / 2**20
         net.to(cpu, memory_format=torch.contiguous_format)
+    if onnx:
+        cost.update(onnxruntime_latency(net, lr_size, threads, runs))
     return cost
+
+
+def onnxruntime_latency(net: torch.nn.Module, lr_size: tuple[int, int], threads: int, runs: int) -> dict[str, Any]:
+    """``ort_cpu_ms``: median latency of ``net`` exported to ONNX (:mod:`kd_plugin.export`) in onnxruntime's
+    CPU provider with ``threads`` threads; ``ort_note`` says why not when it cannot be measured."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return {'ort_note': 'onnxruntime not installed (pip install -e ".[export]")'}
+    from kd_plugin.export import ExportError, export_onnx
+    from kd_plugin.model_loading import OnnxNet
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'model.onnx')
+        try:
+            export_onnx(net.float().eval(), path, opset=20)
+        except ExportError as err:
+            return {'ort_note': f'no ONNX export: {err}'}
+        session = OnnxNet(path, threads=threads)
+        x = torch.rand(1, 3, *lr_size)
+        return {'ort_cpu_ms': median_latency(lambda: session(x), torch.device('cpu'), warmup=1, runs=runs) * 1e3}

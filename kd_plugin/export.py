@@ -1,0 +1,216 @@
+"""Export a trained network to ONNX and prove it: ``python -m kd_plugin.export --model SPEC --output model.onnx``.
+
+``SPEC`` is ``OPTIONS.yml`` or ``OPTIONS.yml@CHECKPOINT.pth`` as for the benchmark (HDRNet,
+DeformableHDRNet, BasicSR archs). The graph takes ``[1, 3, H, W]`` images in [0, 1] of any height and
+width (dynamic axes) and returns ``[1, 3, sH, sW]``; the scale, arch and source are stored in the
+file's metadata. The exporter is torch's (``torch.export`` + onnxscript, opset 20 by default):
+DeformableHDRNet's DCNv2 layer becomes the standard ONNX ``DeformConv`` op and its bilateral slice
+``GridSample`` on the 5-D grid, both run by onnxruntime.
+
+After writing, the command runs the ONNX file in onnxruntime on a real photograph (scikit-image's
+``astronaut``, cropped) at two sizes and compares with PyTorch: the largest difference must stay within
+1e-4 (fp32) or 2e-2 (``--fp16``: weights and activations in half precision, inputs and outputs fp32);
+otherwise the command fails naming it and no file is left behind. An op without an ONNX translation is
+an error naming the op and the layer that calls it; nothing is ever exported in a different form
+silently. An existing output file is kept unless ``--overwrite``.
+"""
+import os
+import sys
+import tempfile
+import warnings
+from contextlib import contextmanager
+from os import path as osp
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from kd_plugin.cli import Parser, fail
+from kd_plugin.model_loading import load_model, parse_model
+
+TOLERANCE = {'fp32': 1e-4, 'fp16': 2e-2}
+#: (top, left, height, width) of the LR crops of the check photograph: two shapes, odd sides included
+CHECK_CROPS = ((100, 150, 40, 56), (260, 300, 29, 37))
+
+
+class ExportError(ValueError):
+    """The model cannot be exported faithfully; the message says why and what to do."""
+
+
+class _OpLocator(TorchDispatchMode):
+    """Records, for every aten op run inside it, the dotted name of the innermost module that ran it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.where: dict[str, str] = {}
+        self.handles = []
+        for name, module in model.named_modules():
+            self.handles.append(module.register_forward_pre_hook(self._enter(name)))
+            self.handles.append(module.register_forward_hook(self._leave))
+
+    def _enter(self, name: str):
+        def hook(module, args) -> None:
+            self.stack.append(name)
+        return hook
+
+    def _leave(self, module, args, output) -> None:  # returns None: the output is left alone
+        self.stack.pop()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.where.setdefault(str(func.overloadpacket), self.stack[-1] if self.stack else '')
+        return func(*args, **(kwargs or {}))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def locate_op(model: nn.Module, x: torch.Tensor, op: str) -> str:
+    """The dotted name of the layer whose forward calls aten op ``op`` (e.g. ``aten.cummax``)."""
+    locator = _OpLocator(model)
+    try:
+        with torch.no_grad(), locator:
+            model(x)
+    finally:
+        locator.remove()
+    return locator.where.get(op, '?')
+
+
+def _unsupported_op(err: Exception) -> str | None:
+    import re
+
+    text = f'{err} {err.__cause__ or ""}'
+    match = re.search(r"No ONNX function found for <OpOverload\(op='([\w.]+)'", text)
+    return match.group(1) if match else None
+
+
+def export_onnx(net: nn.Module, path: str, opset: int) -> None:
+    """``net`` (eval mode, fp32) written to ``path`` with dynamic height and width."""
+    x = torch.rand(1, 3, 32, 32)
+    dims = {2: torch.export.Dim('height', min=4), 3: torch.export.Dim('width', min=4)}
+    try:
+        with warnings.catch_warnings(), _quiet():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(net, (x,), path, input_names=['lr'], output_names=['sr'], opset_version=opset,
+                              dynamo=True, dynamic_shapes={'x': dims}, external_data=False)
+    except Exception as err:  # noqa: BLE001  (the exporter raises many types; each is reported the same way)
+        op = _unsupported_op(err)
+        if op:
+            layer = locate_op(net, x, op)
+            kind = type(dict(net.named_modules()).get(layer, net)).__name__
+            raise ExportError(f'op {op} (called by layer {layer!r}, a {kind}) has no ONNX translation in this '
+                              'torch/onnxscript; the model was not exported. Fix: replace that op in the arch with '
+                              'exportable ones, or keep this model in PyTorch') from err
+        raise ExportError(f'torch.onnx.export failed: {str(err).splitlines()[0]}') from err
+
+
+@contextmanager
+def _quiet():
+    """Silence the exporter's progress prints (it writes to stdout)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def to_fp16(path: str) -> None:
+    """Weights and activations in half precision, inputs and outputs kept fp32 (onnxruntime's converter)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(path), keep_io_types=True), path)
+
+
+def set_metadata(path: str, fields: dict[str, Any]) -> None:
+    import onnx
+
+    model = onnx.load(path)
+    for key, value in fields.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(model, path)
+
+
+def check_images() -> list[np.ndarray]:
+    """RGB float crops ``[1, 3, h, w]`` of a real photograph, one per :data:`CHECK_CROPS`."""
+    from kd_plugin.data.bundled_photos import load_photo
+
+    photo = load_photo('astronaut').astype(np.float32) / 255.0  # [512, 512, 3] RGB
+    crops = [photo[top:top + h, left:left + w] for top, left, h, w in CHECK_CROPS]
+    return [np.ascontiguousarray(c.transpose(2, 0, 1)[None]) for c in crops]
+
+
+def compare(net: nn.Module, path: str) -> list[tuple[tuple[int, int], float]]:
+    """``[(LR size, max |ONNX - PyTorch|)]`` on :func:`check_images`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    results = []
+    for image in check_images():
+        onnx_out = session.run(None, {session.get_inputs()[0].name: image})[0]
+        with torch.no_grad():
+            torch_out = net(torch.from_numpy(image)).numpy()
+        if onnx_out.shape != torch_out.shape:
+            raise ExportError(f'the ONNX output is {onnx_out.shape} for a {image.shape} input, PyTorch gives '
+                              f'{torch_out.shape}')
+        results.append((image.shape[-2:], float(np.abs(onnx_out - torch_out).max())))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser('python -m kd_plugin.export', description=__doc__.splitlines()[0])
+    parser.add_argument('--model', required=True, help='OPTIONS.yml or OPTIONS.yml@CHECKPOINT.pth')
+    parser.add_argument('--output', required=True, help='the .onnx file to write')
+    parser.add_argument('--fp16', action='store_true', help='half-precision weights and activations (fp32 I/O)')
+    parser.add_argument('--opset', type=int, default=20, help='ONNX opset (default 20: 5-D GridSample, DeformConv)')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    args = parser.parse_args(argv)
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return fail('export needs onnx and onnxruntime. Fix: pip install -e ".[export]"')
+    if osp.exists(args.output) and not args.overwrite:
+        return fail(f'--output {args.output} exists; it is kept. Fix: choose another path, or pass --overwrite')
+    try:
+        spec = parse_model(args.model)
+        net = load_model(spec).float().eval()
+    except ValueError as err:
+        return fail(f'--model: {err}')
+    precision = 'fp16' if args.fp16 else 'fp32'
+    folder = osp.dirname(osp.abspath(args.output))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(suffix='.onnx', dir=folder, prefix='.export-')
+    os.close(handle)
+    try:
+        export_onnx(net, tmp, args.opset)
+        if args.fp16:
+            to_fp16(tmp)
+        scale = spec.scale or spec.arch.get('upscale') or spec.arch.get('scale')
+        set_metadata(tmp, {'kd_plugin.scale': scale, 'kd_plugin.arch': spec.arch.get('type'),
+                           'kd_plugin.source': spec.source, 'kd_plugin.precision': precision})
+        results = compare(net, tmp)
+        worst = max(diff for _, diff in results)
+        if not worst <= TOLERANCE[precision]:
+            raise ExportError(f'the ONNX model differs from PyTorch by up to {worst:.3g} (tolerance '
+                              f'{TOLERANCE[precision]:g} for {precision}) on the check photograph; not written')
+        os.replace(tmp, args.output)
+    except ExportError as err:
+        return fail(f'export {spec.label}: {err}')
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    checks = ', '.join(f'LR {h}x{w}: {diff:.1e}' for (h, w), diff in results)
+    size = osp.getsize(args.output) / 2**20
+    print(f'wrote {args.output} ({size:.1f} MiB, opset {args.opset}, {precision}, x{scale}, dynamic height and '
+          f'width); onnxruntime vs PyTorch max |diff|: {checks} (tolerance '
+          f'{TOLERANCE[precision]:g})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

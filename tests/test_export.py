@@ -1,0 +1,102 @@
+"""``python -m kd_plugin.export``: ONNX files that onnxruntime runs with PyTorch's results, and clear refusals."""
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from kd_plugin import export
+from kd_plugin.model_loading import OnnxNet, load_model, parse_model
+from tests.helpers import run, shared_data, tiny_model
+
+pytest.importorskip('onnxruntime', reason='the [export] extra (onnx, onnxruntime) is not installed')
+
+ARCHS = {
+    'DeformableHDRNet': {'type': 'DeformableHDRNet', 'upscale': 4, 'num_feat': 8, 'coeff_feat': 8},
+    'HDRNet': {'type': 'HDRNet', 'upscale': 4, 'num_feat': 8, 'num_block': 2, 'coeff_feat': 8},
+    'EDSR': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 4},
+}
+
+
+@pytest.mark.parametrize('arch', list(ARCHS))
+def test_export_runs_in_onnxruntime_with_pytorchs_result_at_any_size(arch, tmp_path):
+    spec = tiny_model(str(tmp_path), arch, ARCHS[arch], scale=4)
+    out = tmp_path / f'{arch}.onnx'
+    assert export.main(['--model', spec, '--output', str(out)]) == 0
+    onnx_net, torch_net = OnnxNet(str(out)), load_model(parse_model(spec))
+    assert onnx_net.scale == 4
+    x = torch.rand(1, 3, 23, 31)  # a third size, not one the command checked
+    with torch.no_grad():
+        expected = torch_net(x)
+    got = onnx_net(x)
+    assert got.shape == (1, 3, 92, 124)
+    assert (got - expected).abs().max() < 1e-4
+    if arch == 'DeformableHDRNet':  # the DCNv2 layer is ONNX's DeformConv, not a rewrite
+        import onnx
+
+        assert 'DeformConv' in {node.op_type for node in onnx.load(str(out)).graph.node}
+
+
+def test_fp16_export_and_infer_with_the_onnx_file(tmp_path):
+    spec = tiny_model(str(tmp_path), 'student', ARCHS['DeformableHDRNet'], scale=4)
+    out = tmp_path / 'student_fp16.onnx'
+    assert export.main(['--model', spec, '--output', str(out), '--fp16']) == 0
+    result = run([sys.executable, '-m', 'kd_plugin.infer', '--model', str(out), '--input',
+                  shared_data('Set5', 'LR_bicubic', 'X4', 'head.png'), '--output', str(tmp_path / 'sr')])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / 'sr' / 'head_x4.png').is_file()
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, capsys):
+    spec = tiny_model(str(tmp_path), 'edsr', ARCHS['EDSR'], scale=4)
+    out = tmp_path / 'model.onnx'
+    out.write_bytes(b'precious')
+    assert export.main(['--model', spec, '--output', str(out)]) == 2
+    assert 'error: --output' in capsys.readouterr().err and out.read_bytes() == b'precious'
+
+
+def test_a_model_that_differs_beyond_tolerance_fails_naming_the_difference(tmp_path, capsys, monkeypatch):
+    spec = tiny_model(str(tmp_path), 'hdrnet', ARCHS['HDRNet'], scale=4)
+    monkeypatch.setitem(export.TOLERANCE, 'fp32', 0.0)  # any float difference now counts as a mismatch
+    out = tmp_path / 'model.onnx'
+    assert export.main(['--model', spec, '--output', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert 'the ONNX model differs from PyTorch by up to ' in err and '(tolerance 0 for fp32)' in err
+    assert not out.exists() and [p for p in os.listdir(tmp_path) if p.endswith('.onnx')] == []
+
+
+class _Cumulative(nn.Module):
+    """A toy SR arch whose ``body`` calls ``torch.cummax``, which has no ONNX translation."""
+
+    def __init__(self, upscale: int = 2) -> None:
+        super().__init__()
+        self.body = _CumMax()
+        self.up = nn.Upsample(scale_factor=upscale)
+
+    def forward(self, x):
+        return self.up(self.body(x))
+
+
+class _CumMax(nn.Module):
+    def forward(self, x):
+        return torch.cummax(x, dim=-1).values
+
+
+def test_an_op_without_onnx_translation_is_named_with_its_layer(tmp_path, capsys):
+    if '_ExportTestCumulative' not in ARCH_REGISTRY:
+        ARCH_REGISTRY._do_register('_ExportTestCumulative', _Cumulative)
+    spec = tiny_model(str(tmp_path), 'cummax', {'type': '_ExportTestCumulative', 'upscale': 2})
+    assert export.main(['--model', spec, '--output', str(tmp_path / 'm.onnx')]) == 2
+    err = capsys.readouterr().err
+    assert "op aten.cummax (called by layer 'body', a _CumMax) has no ONNX translation" in err
+    assert not (tmp_path / 'm.onnx').exists()
+
+
+def test_check_images_are_a_real_photograph_at_two_sizes():
+    images = export.check_images()
+    assert [im.shape for im in images] == [(1, 3, 40, 56), (1, 3, 29, 37)]
+    assert all(im.std() > 0.05 and 0 <= im.min() and im.max() <= 1 for im in images)
+    assert not np.array_equal(images[0][..., :29, :37], images[1])  # different crops, not only sizes

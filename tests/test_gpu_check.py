@@ -1,0 +1,36 @@
+"""``python -m kd_plugin.gpu_check``: the GPU command's code paths, run on the CPU (``--smoke``)."""
+import json
+import os
+import sys
+
+from kd_plugin import gpu_check
+from tests.helpers import ROOT, run
+
+
+def test_smoke_run_writes_every_section_and_leaves_no_experiment(tmp_path):
+    before = set(os.listdir(os.path.join(ROOT, 'experiments'))) if os.path.isdir(os.path.join(ROOT, 'experiments')) \
+        else set()
+    assert gpu_check.main(['--smoke', '--output', str(tmp_path), '--budget', '400']) == 0
+    results = json.load(open(tmp_path / 'gpu_check.json'))
+    assert results['environment']['smoke'] is True
+    assert results['kd_training']['ok'] and results['kd_training']['backend'] == 'gloo'
+    assert 'l_dist:' in results['kd_training']['last_log_line']  # the KD run really trained
+    assert set(results['arch_costs']) == set(gpu_check.PEERS)
+    assert all(row['cpu_fp32_ms'] > 0 and row['gflops'] > 0 for row in results['arch_costs'].values())
+    assert set(results['kd_overhead']) == set(gpu_check.KD_FILES)
+    assert all(row['kd'] > 0 for row in results['kd_overhead'].values())
+    assert 'ms' in results['onnxruntime'] or 'skipped' in results['onnxruntime']
+    text = (tmp_path / 'gpu_check.md').read_text()
+    assert text.startswith('# gpu_check (smoke, CPU)') and '| ECBSR M4C16 |' in text
+    assert (tmp_path / 'kd_training.log').is_file()
+    after = set(os.listdir(os.path.join(ROOT, 'experiments')))
+    assert after == before
+
+
+def test_without_cuda_and_without_smoke_it_explains_in_one_line(tmp_path):
+    result = run([sys.executable, '-m', 'kd_plugin.gpu_check', '--output', str(tmp_path)],
+                 env={'CUDA_VISIBLE_DEVICES': ''})
+    assert result.returncode == 2
+    assert result.stderr.strip() == ('error: gpu_check needs a CUDA device (none is visible here); use --smoke for '
+                                     'a CPU dry run')
+    assert not (tmp_path / 'gpu_check.json').exists()
