@@ -1,4 +1,4 @@
-"""Data preparation: ``python -m kd_plugin.prepare {lr,lmdb,crop,split,photos} ...`` (``--help`` on each)."""
+"""Data preparation: ``python -m kd_plugin.prepare {lr,lmdb,crop,div2k,split,photos} ...`` (``--help`` on each)."""
 import argparse
 import os
 import sys
@@ -6,6 +6,7 @@ from os import path as osp
 
 from kd_plugin.cli import Parser, fail
 from kd_plugin.data.bundled_photos import write_photos
+from kd_plugin.data.div2k import prepare_div2k
 from kd_plugin.data.holdout import split_pairs
 from kd_plugin.data.lmdb_builder import build_paired_lmdbs
 from kd_plugin.data.lr_generation import make_lr_pairs
@@ -47,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument('--size', type=int, default=480)
     cr.add_argument('--step', type=int, default=240)
     cr.add_argument('--min-size', type=int, default=0, help='skip edge tiles smaller than this')
+
+    dv = sub.add_parser('div2k', help="DIV2K as downloaded -> BasicSR's sub-images (and LMDBs)",
+                        description="From ROOT/DIV2K_train_HR and ROOT/DIV2K_train_LR_bicubic/X{s} as downloaded, "
+                        "writes BasicSR's DIV2K_train_HR_sub, DIV2K_train_LR_bicubic/X{s}_sub (480 px HR crops every "
+                        "240 px) and with --lmdb DIV2K_train_HR_sub.lmdb and DIV2K_train_LR_bicubic_X{s}_sub.lmdb. "
+                        'Checks that HR and LR sub-images pair up. Resumable: run it again after an interruption; '
+                        'finished outputs are never overwritten.')
+    dv.add_argument('--root', default='datasets/DIV2K', help='the folder holding DIV2K_train_HR (default: %(default)s)')
+    dv.add_argument('--scales', type=_scales, nargs='+', default=[2, 4])
+    dv.add_argument('--lmdb', action='store_true', help="also write BasicSR's LMDBs")
 
     sp = sub.add_parser('split', help='paired folders -> training part + held-out part (for choosing settings)',
                         description='Copies INPUT/{HR,LR} to OUTPUT/{train,val}/{HR,LR} with --holdout pairs, '
@@ -110,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             if len(args.input) != len(args.output):
                 raise ValueError('give one --output per --input')
             build_paired_lmdbs(list(zip(args.input, args.output)), overwrite=args.overwrite)
+        elif args.command == 'div2k':
+            pairs = prepare_div2k(args.root, args.scales, args.lmdb)
+            print(', '.join(f'{scale}: {count} sub-image pairs' for scale, count in pairs.items()))
         elif args.command == 'split':
             parts = split_pairs(args.input, args.output, args.holdout, args.seed)
             print(f'{args.output}/train: {len(parts["train"])} pairs; {args.output}/val: {", ".join(parts["val"])}')

@@ -6,7 +6,9 @@ from tqdm import tqdm
 from kd_plugin.data.image_io import list_images, read_image, write_image
 
 
-def _starts(length: int, size: int, step: int) -> list[int]:
+def crop_starts(length: int, size: int, step: int) -> list[int]:
+    """Start offsets of ``size`` crops every ``step`` along ``length``, the last one flush with the far edge
+    (BasicSR's ``extract_subimages.py`` with ``thresh_size: 0``); one crop at 0 when ``length <= size``."""
     starts = list(range(0, max(length - size, 0) + 1, step))
     if starts[-1] + size < length:  # cover the far edge too
         starts.append(length - size)
@@ -27,8 +29,8 @@ def crop_subimages(in_folder: str, out_folder: str, size: int, step: int, min_si
         stem = osp.splitext(name)[0]
         h, w = img.shape[:2]
         index = 0
-        for y in _starts(h, size, step):
-            for x in _starts(w, size, step):
+        for y in crop_starts(h, size, step):
+            for x in crop_starts(w, size, step):
                 crop = img[y:y + size, x:x + size]
                 if min(crop.shape[:2]) < min_size:
                     continue
