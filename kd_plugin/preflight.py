@@ -67,6 +67,12 @@ def _folder_shapes(key: str, folder: str, template: str = '{}') -> dict[str, tup
     return shapes
 
 
+def _require_same_names(prefix: str, what: str, lq: dict, gt: dict, fix: str) -> None:
+    if set(gt) != set(lq):
+        raise OptionError(f'{prefix}: {what} (only in LR: {sorted(set(lq) - set(gt))[:3]}, only in HR: '
+                          f'{sorted(set(gt) - set(lq))[:3]}). Fix: {fix}')
+
+
 def _pair_shapes(prefix: str, dataset: dict[str, Any]) -> tuple[dict, dict]:
     gt_key, lq_key = f'{prefix}.dataroot_gt', f'{prefix}.dataroot_lq'
     for key, name in ((gt_key, 'dataroot_gt'), (lq_key, 'dataroot_lq')):
@@ -75,22 +81,17 @@ def _pair_shapes(prefix: str, dataset: dict[str, Any]) -> tuple[dict, dict]:
                               f'{"ground-truth HR" if name.endswith("gt") else "low-resolution input"} images.')
     if dataset.get('io_backend', {}).get('type') == 'lmdb':
         gt, lq = _lmdb_shapes(gt_key, dataset['dataroot_gt']), _lmdb_shapes(lq_key, dataset['dataroot_lq'])
-        if set(gt) != set(lq):
-            raise OptionError(f'{prefix}: the LMDBs {dataset["dataroot_lq"]!r} and {dataset["dataroot_gt"]!r} hold '
-                              f'different keys (only in LR: {sorted(set(lq) - set(gt))[:3]}, only in HR: '
-                              f'{sorted(set(gt) - set(lq))[:3]}). Fix: rebuild both from folders with the same '
-                              'file names (`python -m kd_plugin.prepare lmdb` checks this).')
+        _require_same_names(prefix, f'the LMDBs {dataset["dataroot_lq"]!r} and {dataset["dataroot_gt"]!r} hold '
+                            'different keys', lq, gt, 'rebuild both from folders with the same file names '
+                            '(`python -m kd_plugin.prepare lmdb` checks this).')
         return gt, lq
     if dataset.get('meta_info_file'):
         return {}, {}  # BasicSR reads the listed files; nothing to pair here
     # BasicSR pairs HR `<stem>.ext` with LR `filename_tmpl.format(<stem>).ext`.
     gt = _folder_shapes(gt_key, dataset['dataroot_gt'], dataset.get('filename_tmpl', '{}'))
     lq = _folder_shapes(lq_key, dataset['dataroot_lq'])
-    if set(gt) != set(lq):
-        raise OptionError(f'{prefix}: {dataset["dataroot_lq"]!r} and {dataset["dataroot_gt"]!r} do not pair up '
-                          f'(LR without HR: {sorted(set(lq) - set(gt))[:3]}, HR without LR: '
-                          f'{sorted(set(gt) - set(lq))[:3]}). Fix: give both folders the same file names '
-                          '(or set filename_tmpl).')
+    _require_same_names(prefix, f'{dataset["dataroot_lq"]!r} and {dataset["dataroot_gt"]!r} do not pair up', lq, gt,
+                        'give both folders the same file names (or set filename_tmpl).')
     return gt, lq
 
 

@@ -40,7 +40,7 @@ def test_unpaired_file_names(tiny_pairs, exp_name, tmp_path):
     os.rename(lr / 'img1.png', lr / 'renamed.png')
     opt = sr_options(exp_name, tiny_pairs)
     opt['datasets']['val']['dataroot_lq'] = str(lr)
-    fails_cleanly(opt, tmp_path, 'datasets.val', "LR without HR: ['renamed']", "HR without LR: ['img1']")
+    fails_cleanly(opt, tmp_path, 'datasets.val', "only in LR: ['renamed']", "only in HR: ['img1']")
 
 
 def test_unreadable_image_is_named(tiny_pairs, exp_name, tmp_path):

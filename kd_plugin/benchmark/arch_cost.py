@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     teacher = rows['HDRNet']
     print(f'x{args.scale}, LR {args.lr_size[1]}x{args.lr_size[0]}, torch {torch.__version__}, '
           f'{platform.processor() or platform.machine()}, {args.threads} CPU threads'
-          f'{", " + torch.cuda.get_device_name() if cuda else ""}\n')
+          f'{", " + torch.cuda.get_device_name() if cuda else ""}; GFLOPs count convolutions, matrix products, '
+          'deform_conv2d, grid sampling, interpolation and element-wise ops (kd_plugin/benchmark/flops.py)\n')
     cols = ['params', 'params / HDRNet', 'GFLOPs', 'GFLOPs / HDRNet', f'CPU ms ({args.threads} thr)']
     if cuda:
         cols += ['CUDA fp32 ms', 'CUDA fp16 ms', 'CUDA fp16 peak MiB']

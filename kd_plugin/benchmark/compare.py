@@ -86,7 +86,9 @@ def markdown_table(rows: list[dict], set_names: list[str], scale: int, args: arg
                  'CUDA peak MiB (fp16)']
     lines = [f'x{scale}: Y-channel PSNR (dB) / SSIM, crop {scale}; grey images on their own channel. '
              f'Cost at LR {args.lr_size[1]}x{args.lr_size[0]}. {info["cpu"]}, {info["cpu_count"]} cores, '
-             f'torch {info["torch"]}' + (f', {info["cuda"]}' if info['cuda'] else '') + '.', '',
+             f'torch {info["torch"]}' + (f', {info["cuda"]}' if info['cuda'] else '') + '. GFLOPs count '
+             'convolutions, matrix products, deform_conv2d, grid sampling, interpolation and element-wise ops '
+             '(2 per multiply-add; formulas in kd_plugin/benchmark/flops.py).', '',
              '| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
     for r in rows:
         if 'error' in r:
