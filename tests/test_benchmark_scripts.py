@@ -41,6 +41,8 @@ def test_kd_overhead_options_keep_the_files_losses_and_drop_only_forward_adaptat
     up = kd_overhead.model_options(opt, 't.pth', 'cpu', 'up_zoom_out')['train']
     assert up['upcycle'] == {'zoom_out': {'prob': 1.0, 'gt_weight': 0.5}} and 'forward_opt' not in up
     assert 'upcycle' not in kd_overhead.model_options(opt, 't.pth', 'cpu', 'kd')['train']
+    recipe = kd_overhead.model_options(opt, 't.pth', 'cpu', 'recipe')['train']
+    assert recipe['upcycle'] == opt['train']['upcycle'] and 'forward_opt' in recipe  # the file as it is
 
 
 def test_arch_cost_prints_the_table(capsys):

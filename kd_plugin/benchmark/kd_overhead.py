@@ -45,11 +45,11 @@ UPCYCLE_PARTS = ('zoom_in', 'zoom_out', 'consistency')
 
 def model_options(kd_opt: dict[str, Any], teacher_path: str, device: str, variant: str) -> dict[str, Any]:
     """In-process options for ``variant``: ``student`` (SRModel, pixel loss), ``kd`` (the file's losses
-    without forward adaptation or upcycling), ``kd_fwd`` (with forward adaptation) or ``up_<part>``
-    (``kd`` with that upcycling part at probability 1)."""
+    without forward adaptation or upcycling), ``kd_fwd`` (with forward adaptation), ``up_<part>`` (``kd``
+    with that upcycling part at probability 1) or ``recipe`` (the file's training section as it is)."""
     train = deepcopy(kd_opt['train'])
     train['ema_decay'] = 0
-    upcycle = train.pop('upcycle', None) or {}
+    upcycle = (train.get('upcycle') if variant == 'recipe' else train.pop('upcycle', None)) or {}
     opt = {
         'name': 'kd_overhead', 'scale': kd_opt['scale'], 'num_gpu': 1 if device == 'cuda' else 0,
         'is_train': True, 'dist': False, 'rank': 0, 'world_size': 1,
@@ -61,7 +61,7 @@ def model_options(kd_opt: dict[str, Any], teacher_path: str, device: str, varian
         pixel = train.get('pixel_opt') or {'type': 'L1Loss', 'loss_weight': 1.0}
         opt['train'] = {'optim_g': train['optim_g'], 'scheduler': train['scheduler'], 'pixel_opt': pixel}
         return opt
-    if variant != 'kd_fwd':
+    if variant not in ('kd_fwd', 'recipe'):
         train.pop('forward_opt', None)
     if variant.startswith('up_'):
         part = variant[len('up_'):]
@@ -69,6 +69,22 @@ def model_options(kd_opt: dict[str, Any], teacher_path: str, device: str, varian
     opt.update(model_type='KDModel', train=train, network_t=deepcopy(kd_opt['network_t']))
     opt['path'].update(pretrain_network_t=teacher_path, param_key_t='params', strict_load_t=True)
     return opt
+
+
+def step_cost_ratio(kd_opt: dict[str, Any], runs: int = 5) -> tuple[float, float]:
+    """Seconds per step of the file's whole recipe and of its student alone, timed round-robin in this
+    process on one batch of the file's size (random teacher weights: cost does not depend on them)."""
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher_path = os.path.join(tmp, 'teacher.pth')
+        torch.manual_seed(0)
+        torch.save({'params': build_network(deepcopy(kd_opt['network_t'])).state_dict()}, teacher_path)
+        data = _batch(kd_opt, device, None, None)
+        models = {v: _build(kd_opt, teacher_path, device, v, data) for v in ('recipe', 'student')}
+        counter = iter(range(1, 10**6))
+        fns = {v: (lambda m=m: m.optimize_parameters(next(counter))) for v, m in models.items()}
+        row = interleaved_medians(fns, torch.device(device), warmup=1, runs=runs, grad=True)
+    return row['recipe'], row['student']
 
 
 def _batch(kd_opt: dict[str, Any], device: str, batch: int | None, patch: int | None) -> dict[str, torch.Tensor]:
