@@ -16,9 +16,9 @@ def tiny_kd_options() -> dict:
 def test_kd_overhead_measures_every_path_and_reports_ratios():
     row = kd_overhead.measure(tiny_kd_options(), 'cpu', runs=2, threads=1)
     for key in ('student', 'kd', 'kd_fwd', 'teacher', 'teacher_fp32', 'teacher_fast', 'up_zoom_in', 'up_zoom_out',
-                'up_consistency'):
+                'up_consistency', 'recipe'):
         assert row[key] > 0, key
-    for key in ('student', 'teacher', 'kd', 'kd_fwd'):
+    for key in ('student', 'teacher', 'kd', 'recipe'):
         assert row[f'{key}_peak_mib'] >= 0, key
     assert row['teacher_path'] == 'fp32' and row['fast_path'] == 'bf16 + channels_last'
     text = kd_overhead.report(row, 'tiny')

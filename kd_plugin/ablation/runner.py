@@ -218,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output or osp.join(PROJECT_ROOT, 'results', f'ablation_{recipe["name"]}')
     os.makedirs(osp.join(out, 'options'), exist_ok=True)
     runs = plan(recipe, variants, args.seeds)
+    if 'no_kd_equal_time' in variants:  # timed once, before any training, so parallel invocations share it
+        equal_time_iterations(dict(recipe, train=dict(recipe['train'], total_iter=args.total_iter or
+                                                      recipe['train']['total_iter'])), osp.join(out, 'equal_time.json'))
     trained = {}
     for variant, seed in runs:
         opt = options_for(recipe, variant, seed, args.total_iter, out)

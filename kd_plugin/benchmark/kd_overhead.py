@@ -6,10 +6,11 @@ plain ``SRModel`` for the same student, then measures in one run, on the same ba
 * ``student``: one ``SRModel`` training step (pixel loss only);
 * ``teacher``: one teacher forward under ``no_grad`` as the file configures it, in fp32, and in
   bf16 (CPU) / fp16 (CUDA) with channels_last (or the file's autocast dtype);
-* ``kd``: one ``KDModel`` step with the file's losses minus forward adaptation;
-* ``kd + fwd``: the same with forward adaptation, whose extra cost is reported on its own;
+* ``kd``: one ``KDModel`` step with the file's losses minus forward adaptation and upcycling;
+* ``kd + fwd``: the same with forward adaptation (when the file has it), its extra cost on its own;
 * ``kd + <part>``: the ``kd`` step with one data-upcycling part (zoom-in, zoom-out, label
-  consistency) applied every iteration, each part's extra cost reported on its own.
+  consistency) applied every iteration, each part's extra cost reported on its own;
+* ``recipe``: the file's whole training section, as a run would train.
 
 The headline is ``kd / (student + teacher)``: the price of the KD plumbing itself (hooks,
 adapters, loss terms), which should stay near 1. Peak memory is CUDA's allocator peak on a GPU and
@@ -145,7 +146,8 @@ def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = 
         torch.manual_seed(0)
         torch.save({'params': build_network(deepcopy(kd_opt['network_t'])).state_dict()}, teacher_path)
         data = _batch(kd_opt, device, batch, patch)
-        variants = ('student', 'kd', 'kd_fwd', *(f'up_{p}' for p in UPCYCLE_PARTS))
+        variants = ('student', 'kd', *(['kd_fwd'] if kd_opt['train'].get('forward_opt') else []),
+                    *(f'up_{p}' for p in UPCYCLE_PARTS), 'recipe')
         models = {v: _build(kd_opt, teacher_path, device, v, data) for v in variants}
         kd = models['kd']
         counter = iter(range(1, 10**6))
@@ -170,14 +172,15 @@ def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = 
         row = interleaved_medians(fns, dev, warmup=1 if device == 'cpu' else 5, runs=runs, grad=True)
         row['teacher_path'] = _path_name(kd.teacher_dtype, kd.teacher_channels_last)
         row['fast_path'] = _path_name(fast_dtype, True)
+        peaks = ['student', 'teacher', 'kd', 'recipe']
         if device == 'cuda':
-            for name, fn in (('student', step(models['student'])), ('teacher', fns['teacher']),
-                             ('kd', step(models['kd'])), ('kd_fwd', step(models['kd_fwd']))):
+            for name in peaks:
+                fn = fns['teacher'] if name == 'teacher' else step(models[name])
                 row[f'{name}_peak_mib'] = peak_memory_bytes(fn, dev, grad=name != 'teacher') / 2**20
         else:
             ctx = multiprocessing.get_context('spawn')
             with ctx.Pool(1, maxtasksperchild=1) as pool:
-                for name in ('student', 'teacher', 'kd', 'kd_fwd'):
+                for name in peaks:
                     row[f'{name}_peak_mib'] = pool.apply(_step_peak, ((kd_opt, teacher_path, name, batch, patch,
                                                                        threads),))
     return row
@@ -186,25 +189,30 @@ def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = 
 def report(row: dict[str, float], title: str) -> str:
     """The markdown report of ``measure``'s row."""
     base = row['student'] + row['teacher']
-    fwd_extra = row['kd_fwd'] - row['kd']
+    forward = []
+    if 'kd_fwd' in row:
+        extra = row['kd_fwd'] - row['kd']
+        forward = [f'| KD step, + forward adaptation | {row["kd_fwd"] * 1e3:.1f} | extra {extra * 1e3:.1f} ms = '
+                   f'{extra / row["teacher"]:.2f}x a teacher forward |']
     lines = [title, '', '| measurement | ms | ratio |', '|---|---|---|',
              f'| student-only step (SRModel) | {row["student"] * 1e3:.1f} | |',
              f'| teacher forward, no_grad, as configured ({row["teacher_path"]}) | {row["teacher"] * 1e3:.1f} | |',
              f'| teacher forward, no_grad, fp32 | {row["teacher_fp32"] * 1e3:.1f} | |',
              f'| teacher forward, no_grad, {row["fast_path"]} | {row["teacher_fast"] * 1e3:.1f} | '
              f'speed-up over fp32: {row["teacher_fp32"] / row["teacher_fast"]:.2f}x |',
-             f'| KD step, output + feature losses | {row["kd"] * 1e3:.1f} | '
+             f'| KD step, the file\'s output/feature losses | {row["kd"] * 1e3:.1f} | '
              f'**KD / (student + teacher) = {row["kd"] / base:.3f}** |',
-             f'| KD step, + forward adaptation | {row["kd_fwd"] * 1e3:.1f} | '
-             f'extra {fwd_extra * 1e3:.1f} ms = {fwd_extra / row["teacher"]:.2f}x a teacher forward |',
+             *forward,
              *(f'| KD step, + upcycling {p.replace("_", "-")} (every step) | {row[f"up_{p}"] * 1e3:.1f} | extra '
                f'{(row[f"up_{p}"] - row["kd"]) * 1e3:.1f} ms = {(row[f"up_{p}"] - row["kd"]) / row["kd"]:.2f}x '
                'the KD step |' for p in UPCYCLE_PARTS),
-             '', '| peak memory (MiB) | student step | teacher fwd | student + teacher | KD step | KD + fwd step |',
+             f'| the whole recipe as the file configures it | {row["recipe"] * 1e3:.1f} | '
+             f'{row["recipe"] / row["student"]:.2f}x the student step |',
+             '', '| peak memory (MiB) | student step | teacher fwd | student + teacher | KD step | recipe step |',
              '|---|---|---|---|---|---|',
              f'| | {row["student_peak_mib"]:.0f} | {row["teacher_peak_mib"]:.0f} | '
              f'{row["student_peak_mib"] + row["teacher_peak_mib"]:.0f} | {row["kd_peak_mib"]:.0f} | '
-             f'{row["kd_fwd_peak_mib"]:.0f} |']
+             f'{row["recipe_peak_mib"]:.0f} |']
     return '\n'.join(lines)
 
 
