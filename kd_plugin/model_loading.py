@@ -12,6 +12,7 @@ The parameter key is ``path.param_key_g`` when set, else ``params_ema`` when the
 :func:`kd_plugin.checkpoint_io.pick_state_dict`, which KD teachers follow too.
 """
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from os import path as osp
 from typing import Any
@@ -98,7 +99,7 @@ def load_model(spec: ModelSpec) -> nn.Module:
     return net.eval()
 
 
-def network_upscaler(net: nn.Module, device: torch.device):
+def network_upscaler(net: nn.Module, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
     """An :data:`~kd_plugin.benchmark.quality.Upscaler` running ``net`` in fp32 on ``device``.
 
     8-bit BGR (or grey, replicated to 3 channels) in; 8-bit BGR (or 3-channel, for the caller to

@@ -3,6 +3,7 @@
 See :mod:`kd_plugin.ablation` for what is trained and :mod:`kd_plugin.ablation.seed_stats` for how the
 table is computed.
 """
+import argparse
 import json
 import os
 import re
@@ -186,7 +187,7 @@ def table(rows: list[dict[str, Any]], set_names: list[str], title: str) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def parse_args(argv: list[str] | None):
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = Parser("python -m kd_plugin.ablation", description=package.__doc__.splitlines()[0])
     parser.add_argument('-opt', required=True, help='a KD options file (model_type: KDModel): the recipe')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0], help='manual_seed of each repetition')

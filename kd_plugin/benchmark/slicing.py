@@ -9,6 +9,7 @@ CPU latency is compared with.
 """
 import platform
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -23,7 +24,7 @@ from kd_plugin.cli import Parser
 
 
 @contextmanager
-def reference_path():
+def reference_path() -> Iterator[None]:
     """Run the archs' full-resolution part as before the fast path (same math, same weights)."""
     fast_slice, fast_guide = bilateral_sr.slice_and_apply, bilateral_sr.PointwiseGuide.forward
     bilateral_sr.slice_and_apply = lambda grid, guide, feats: apply_affine(slice_grid(grid, guide), feats)

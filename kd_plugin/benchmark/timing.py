@@ -2,7 +2,7 @@
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -50,7 +50,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], device: torch.devi
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def autocast_context(device: torch.device, dtype: torch.dtype | None):
+def autocast_context(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
     """``torch.autocast`` for ``dtype`` on ``device``, or a no-op for fp32 (``dtype=None``)."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 

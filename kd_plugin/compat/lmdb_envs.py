@@ -33,7 +33,7 @@ def _forget_inherited(pid: int) -> None:
             env.close()
 
 
-def open_shared_env(path: str, **options: Any):
+def open_shared_env(path: str, **options: Any) -> Any:
     """The read-only LMDB environment at ``path`` for this process, opened with ``options`` on first use.
 
     A second dataset on the same database in the same process shares the environment; if it asks for

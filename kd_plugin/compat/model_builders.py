@@ -7,11 +7,13 @@ modules must already be imported for that, so this imports ``basicsr.models`` (w
 ``*_model.py``) itself rather than rely on an earlier import.
 """
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from kd_plugin.compat.record import applied
 
 
-def rebind_build_network(replacement) -> list[str]:
+def rebind_build_network(replacement: Callable[[dict], Any]) -> list[str]:
     """Point every ``build_network`` bound in ``basicsr.archs`` and ``basicsr.models.*`` at ``replacement``;
     returns the modules changed."""
     import basicsr.archs

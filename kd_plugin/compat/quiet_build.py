@@ -11,7 +11,7 @@ from typing import Any
 from kd_plugin.compat.registry_names import registered_name
 
 
-def construct(registry, section: dict[str, Any], option: str):
+def construct(registry: Any, section: dict[str, Any], option: str) -> Any:
     """``registry``'s class named ``section['type']``, called with the section's other keys.
 
     An unknown type raises ``ValueError`` naming ``option``."""

@@ -5,9 +5,10 @@ BasicSR registers a few classes under a suffixed name (``SRVGGNetCompact`` is
 falls back to ``name + '_basicsr'`` (``basicsr/utils/registry.py:68``), but ``name in registry``
 does not. Checks that ask "is this arch known?" must use :func:`registered_name`.
 """
+from typing import Any
 
 
-def registered_name(registry, name: str | None, suffix: str = 'basicsr') -> str | None:
+def registered_name(registry: Any, name: str | None, suffix: str = 'basicsr') -> str | None:
     """The key under which ``registry`` holds ``name`` (``name`` or ``name_<suffix>``), or None."""
     if name is None:
         return None

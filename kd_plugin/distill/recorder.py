@@ -1,5 +1,5 @@
 """Capture: forward hooks that record the outputs of named layers, one call per forward pass."""
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -73,7 +73,7 @@ class FeatureRecorder:
                 if torch.is_tensor(out) and out._version != self.versions[name]]
 
     @contextmanager
-    def recording(self):
+    def recording(self) -> Iterator['FeatureRecorder']:
         """Record the layers' outputs during the block (the previous record is dropped first)."""
         self.clear()
         self.active = True

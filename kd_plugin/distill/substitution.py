@@ -12,7 +12,7 @@ A recorded output is reused only when it is safe: the module ran exactly once in
 modified that tensor in place later in the pass (its version counter is unchanged). Anything else
 is recomputed, which costs time but never changes the result.
 """
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -57,7 +57,7 @@ class TailRunner:
         self.layer_calls = 0
 
     @contextmanager
-    def recording(self):
+    def recording(self) -> Iterator['TailRunner']:
         """Record the head of the forward pass run inside the block."""
         self.clear()
         started = False

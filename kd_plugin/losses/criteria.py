@@ -3,6 +3,7 @@
 All reduce to a scalar mean. ``x`` is the student-side tensor, ``y`` the teacher-side target.
 """
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +90,7 @@ def attention(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 _FUNCTIONS = {'l1': l1, 'l2': l2, 'charbonnier': charbonnier, 'relative': relative, 'fakd': fakd, 'at': attention}
 
 
-def get_criterion(name: str, allowed: tuple[str, ...], option: str):
+def get_criterion(name: str, allowed: tuple[str, ...], option: str) -> Callable[..., torch.Tensor]:
     """The criterion function called ``name``; anything outside ``allowed`` is a ``ValueError`` naming ``option``."""
     if name not in allowed:
         raise ValueError(f'{option}: unknown criterion {name!r}; choose one of {", ".join(allowed)}')

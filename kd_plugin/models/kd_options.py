@@ -6,13 +6,17 @@ network or runs a check of its own.
 import difflib
 import inspect
 import os
+from collections.abc import Iterable
 from os import path as osp
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import load_weights_only, pick_state_dict
+
+if TYPE_CHECKING:
+    from kd_plugin.distill.upcycling import UpcycleConfig
 
 #: BasicSR's own loss sections under ``train:`` (SRModel reads them).
 SR_LOSS_KEYS = ('pixel_opt', 'perceptual_opt')
@@ -99,7 +103,7 @@ def lq_patch_side(opt: dict[str, Any]) -> int | None:
     return gt_size // opt['scale'] if gt_size else None
 
 
-def upcycle_options(opt: dict[str, Any]):
+def upcycle_options(opt: dict[str, Any]) -> 'UpcycleConfig | None':
     """``train.upcycle`` parsed and checked (:func:`kd_plugin.distill.upcycling.parse_upcycle`), or None."""
     from kd_plugin.distill.upcycling import parse_upcycle
 
@@ -124,7 +128,7 @@ def probe_input(opt: dict[str, Any], device: torch.device | str = 'cpu') -> torc
     return torch.rand(1, channels, side, side, device=device)
 
 
-def unknown_key(keys, known, where: str) -> None:
+def unknown_key(keys: Iterable[Any], known: Iterable[str], where: str) -> None:
     """Raise ``ValueError`` for the first key of ``keys`` not in ``known``, with a did-you-mean."""
     for key in keys:
         if key not in known:
