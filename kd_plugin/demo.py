@@ -1,7 +1,7 @@
 """The no-download distillation demo: ``python -m kd_plugin.demo`` (``make demo``).
 
 1. builds the paired photo set from scikit-image's bundled photographs (PNG folders and LMDB);
-2. checks the shipped teacher ``checkpoints/HDRNet_photos_x4.pth`` against its SHA-256;
+2. checks the shipped teacher ``checkpoints/HDRNet_T91_x4_12k.pth`` against its SHA-256;
 3. trains DeformableHDRNet without KD and then with KD from the teacher, both through
    ``kd_plugin/train.py -opt`` (BasicSR's own pipeline; progress bar and its log lines shown);
 4. scores bicubic, both students and the teacher on the validation photos and draws crops
@@ -29,7 +29,7 @@ from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.prepare import prepare_photos
 from kd_plugin.runs import PROJECT_ROOT, experiment_dir, launch_train, load_options, with_total_iter, write_options
 
-TEACHER = osp.join('checkpoints', 'HDRNet_photos_x4.pth')
+TEACHER = osp.join('checkpoints', 'HDRNet_T91_x4_12k.pth')
 TEACHER_SHA256 = osp.join('checkpoints', 'SHA256SUMS')
 STUDENT_OPT = osp.join('options', 'train', 'DeformableHDRNet', 'train_DeformableHDRNet_photos_x4.yml')
 KD_OPT = osp.join('options', 'train', 'KD', 'train_KD_HDRNet_to_DeformableHDRNet_photos_x4.yml')
@@ -74,7 +74,7 @@ def train_with_progress(opt_path: str, opt: dict, label: str) -> float:
             del tail[:-40]
             if 'iter:' in line and 'lr:(' in line:
                 bar.update(int(line.split('iter:')[1].split(',')[0]) - bar.n)
-            if any(key in line for key in ('iter:', '# psnr', '# ssim', 'Teacher on', 'Start training',
+            if any(key in line for key in ('lr:(', '# psnr', '# ssim', 'Teacher on', 'Start training',
                                            'End of training', 'error')):
                 tqdm.write(line.rstrip())
 
