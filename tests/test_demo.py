@@ -18,6 +18,16 @@ def test_shipped_teacher_matches_its_published_sha256():
     assert listed[osp.basename(TEACHER)] in readme  # the README states it
 
 
+def test_every_shipped_checkpoint_is_listed_with_its_sha256():
+    folder = osp.join(ROOT, 'checkpoints')
+    with open(osp.join(ROOT, TEACHER_SHA256)) as f:
+        listed = dict(reversed(line.split()) for line in f if line.strip())
+    shipped = sorted(n for n in os.listdir(folder) if n.endswith('.pth'))
+    assert shipped and sorted(listed) == shipped
+    for name in shipped:
+        assert listed[name] == sha256(osp.join(folder, name)), name
+
+
 def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
     cmd = [sys.executable, '-m', 'kd_plugin.demo', '--total_iter', '4', '--tag', exp_name]
     first = run(cmd, timeout=900)
