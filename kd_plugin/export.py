@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from kd_plugin.cli import Parser, fail
-from kd_plugin.model_loading import load_model, parse_model
+from kd_plugin.model_loading import OnnxNet, load_model, parse_model
 
 TOLERANCE = {'fp32': 1e-4, 'fp16': 2e-2}
 #: (top, left, height, width) of the LR crops of the check photograph: two shapes, odd sides included
@@ -146,14 +146,12 @@ def check_images() -> list[np.ndarray]:
 
 def compare(net: nn.Module, path: str) -> list[tuple[tuple[int, int], float]]:
     """``[(LR size, max |ONNX - PyTorch|)]`` on :func:`check_images`."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    onnx_net = OnnxNet(path)
     results = []
     for image in check_images():
-        onnx_out = session.run(None, {session.get_inputs()[0].name: image})[0]
+        x = torch.from_numpy(image)
         with torch.no_grad():
-            torch_out = net(torch.from_numpy(image)).numpy()
+            onnx_out, torch_out = onnx_net(x).numpy(), net(x).numpy()
         if onnx_out.shape != torch_out.shape:
             raise ExportError(f'the ONNX output is {onnx_out.shape} for a {image.shape} input, PyTorch gives '
                               f'{torch_out.shape}')
@@ -190,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         export_onnx(net, tmp, args.opset)
         if args.fp16:
             to_fp16(tmp)
-        scale = spec.scale or spec.arch.get('upscale') or spec.arch.get('scale')
+        scale = spec.upscale
         set_metadata(tmp, {'kd_plugin.scale': scale, 'kd_plugin.arch': spec.arch.get('type'),
                            'kd_plugin.source': spec.source, 'kd_plugin.precision': precision})
         results = compare(net, tmp)

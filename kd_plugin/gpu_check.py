@@ -174,17 +174,14 @@ def onnxruntime_cuda(smoke: bool, budget: Budget) -> dict[str, Any]:
     from kd_plugin.archs.build import construct_network
     from kd_plugin.benchmark.timing import median_latency
     from kd_plugin.export import export_onnx
+    from kd_plugin.model_loading import OnnxNet
 
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'student.onnx')
         export_onnx(construct_network(dict(PEERS['DeformableHDRNet'])).eval(), path, opset=20)
-        session = ort.InferenceSession(path, providers=[provider])
-        import numpy as np
-
-        x = np.random.rand(1, 3, *((16, 16) if smoke else (270, 480))).astype(np.float32)
-        name = session.get_inputs()[0].name
-        seconds = median_latency(lambda: session.run(None, {name: x}), torch.device('cpu'), warmup=2,
-                                 runs=2 if smoke else 20)
+        student = OnnxNet(path, provider=provider)
+        x = torch.rand(1, 3, *((16, 16) if smoke else (270, 480)))
+        seconds = median_latency(lambda: student(x), torch.device('cpu'), warmup=2, runs=2 if smoke else 20)
     return {'provider': provider, 'ms': seconds * 1e3}
 
 

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             spec = parse_model(args.model)
             net = load_model(spec)
-            scale = spec.scale or spec.arch.get('upscale') or spec.arch.get('scale')
+            scale = spec.upscale
     except ValueError as err:
         return fail(f'--model: {err}')
     if not scale:

@@ -43,6 +43,11 @@ class ModelSpec:
     def is_bicubic(self) -> bool:
         return self.arch is None
 
+    @property
+    def upscale(self) -> int | None:
+        """The model's scale: the options file's ``scale``, else the arch's ``upscale``/``scale`` argument."""
+        return self.scale or (self.arch or {}).get('upscale') or (self.arch or {}).get('scale')
+
 
 def parse_model(text: str, root: str = '.') -> ModelSpec:
     """A :class:`ModelSpec` from ``[LABEL=]SPEC`` (see the module docstring); ``root`` anchors
@@ -116,11 +121,12 @@ def network_upscaler(net: nn.Module, device: torch.device) -> Callable[[np.ndarr
 
 
 class OnnxNet(nn.Module):
-    """An exported ``.onnx`` SR model (``python -m kd_plugin.export``) run by onnxruntime on the CPU, called
+    """An exported ``.onnx`` SR model (``python -m kd_plugin.export``) run by onnxruntime (its CPU provider
+    unless ``provider`` says otherwise), called
     like the PyTorch network: ``[1, 3, h, w]`` float tensor in, ``[1, 3, s*h, s*w]`` out (gradients do
     not flow through it). ``scale`` comes from the file's metadata."""
 
-    def __init__(self, path: str, threads: int | None = None) -> None:
+    def __init__(self, path: str, threads: int | None = None, provider: str = 'CPUExecutionProvider') -> None:
         super().__init__()
         try:
             import onnxruntime as ort
@@ -131,7 +137,7 @@ class OnnxNet(nn.Module):
         if threads:
             options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+            self.session = ort.InferenceSession(path, options, providers=[provider])
         except Exception as err:  # noqa: BLE001  (onnxruntime raises its own exception types)
             raise ValueError(f'{path}: onnxruntime cannot load it ({str(err).splitlines()[0]})') from err
         meta = self.session.get_modelmeta().custom_metadata_map

@@ -16,7 +16,7 @@ from kd_plugin.archs.build import check_init, construct_network, split_init
 from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only, state_dict_mismatch
 from kd_plugin.compat.quiet_build import construct
-from kd_plugin.data.image_io import list_images
+from kd_plugin.data.image_io import list_images, name_difference
 
 
 class OptionError(ValueError):
@@ -69,8 +69,7 @@ def _folder_shapes(key: str, folder: str, template: str = '{}') -> dict[str, tup
 
 def _require_same_names(prefix: str, what: str, lq: dict, gt: dict, fix: str) -> None:
     if set(gt) != set(lq):
-        raise OptionError(f'{prefix}: {what} (only in LR: {sorted(set(lq) - set(gt))[:3]}, only in HR: '
-                          f'{sorted(set(gt) - set(lq))[:3]}). Fix: {fix}')
+        raise OptionError(f'{prefix}: {what} ({name_difference(lq, gt, ("LR", "HR"))}). Fix: {fix}')
 
 
 def _pair_shapes(prefix: str, dataset: dict[str, Any]) -> tuple[dict, dict]:

@@ -57,8 +57,8 @@ def seconds_per_iteration(name: str) -> float:
     return statistics.median(times)
 
 
-def equal_time_iterations(recipe: dict[str, Any], record: str) -> int:
-    """Iterations the student alone runs in the time the recipe takes for its ``total_iter``.
+def equal_time_iterations(recipe: dict[str, Any], total_iter: int, record: str) -> int:
+    """Iterations the student alone runs in the time the recipe takes for ``total_iter`` iterations.
 
     The ratio of the two step costs is measured once, both timed round-robin in one process on a batch
     of the recipe's size (so a machine that was busier during one run than the other does not bias it),
@@ -74,7 +74,7 @@ def equal_time_iterations(recipe: dict[str, Any], record: str) -> int:
         saved = {'recipe_step_s': kd, 'student_step_s': alone, 'ratio': kd / alone}
         with open(record, 'w') as f:
             json.dump(saved, f, indent=1)
-    return max(round(recipe['train']['total_iter'] * saved['ratio']), 1)
+    return max(round(total_iter * saved['ratio']), 1)
 
 
 def train_run(opt: dict[str, Any], options_dir: str) -> None:
@@ -99,8 +99,8 @@ def options_for(recipe: dict[str, Any], variant: str, seed: int, total_iter: int
                 out: str) -> dict[str, Any]:
     iters = total_iter or recipe['train']['total_iter']
     if variant == 'no_kd_equal_time':
-        sized = dict(recipe, train=dict(recipe['train'], total_iter=iters))
-        return variant_options(recipe, variant, seed, equal_time_iterations(sized, osp.join(out, 'equal_time.json')))
+        return variant_options(recipe, variant, seed,
+                               equal_time_iterations(recipe, iters, osp.join(out, 'equal_time.json')))
     return variant_options(recipe, variant, seed, iters)
 
 
@@ -220,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(osp.join(out, 'options'), exist_ok=True)
     runs = plan(recipe, variants, args.seeds)
     if 'no_kd_equal_time' in variants:  # timed once, before any training, so parallel invocations share it
-        equal_time_iterations(dict(recipe, train=dict(recipe['train'], total_iter=args.total_iter or
-                                                      recipe['train']['total_iter'])), osp.join(out, 'equal_time.json'))
+        equal_time_iterations(recipe, args.total_iter or recipe['train']['total_iter'],
+                              osp.join(out, 'equal_time.json'))
     trained = {}
     for variant, seed in runs:
         opt = options_for(recipe, variant, seed, args.total_iter, out)

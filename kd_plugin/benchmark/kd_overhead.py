@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Callable
 from copy import deepcopy
 from typing import Any
 
@@ -77,15 +78,29 @@ def step_cost_ratio(kd_opt: dict[str, Any], runs: int = 5) -> tuple[float, float
     process on one batch of the file's size (random teacher weights: cost does not depend on them)."""
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     with tempfile.TemporaryDirectory() as tmp:
-        teacher_path = os.path.join(tmp, 'teacher.pth')
-        torch.manual_seed(0)
-        torch.save({'params': build_network(deepcopy(kd_opt['network_t'])).state_dict()}, teacher_path)
+        teacher_path = _random_teacher(kd_opt, tmp)
         data = _batch(kd_opt, device, None, None)
-        models = {v: _build(kd_opt, teacher_path, device, v, data) for v in ('recipe', 'student')}
-        counter = iter(range(1, 10**6))
-        fns = {v: (lambda m=m: m.optimize_parameters(next(counter))) for v, m in models.items()}
+        step = _stepper()
+        fns = {v: step(_build(kd_opt, teacher_path, device, v, data)) for v in ('recipe', 'student')}
         row = interleaved_medians(fns, torch.device(device), warmup=1, runs=runs, grad=True)
     return row['recipe'], row['student']
+
+
+def _random_teacher(kd_opt: dict[str, Any], folder: str) -> str:
+    """A checkpoint of the file's teacher arch with seeded random weights, written in ``folder``."""
+    path = os.path.join(folder, 'teacher.pth')
+    torch.manual_seed(0)
+    torch.save({'params': build_network(deepcopy(kd_opt['network_t'])).state_dict()}, path)
+    return path
+
+
+def _stepper() -> Callable[[Any], Callable[[], None]]:
+    """``step(model)``: a call of one training step of ``model``; all steps share one iteration counter."""
+    counter = iter(range(1, 10**6))
+
+    def step(model):
+        return lambda: model.optimize_parameters(next(counter))
+    return step
 
 
 def _batch(kd_opt: dict[str, Any], device: str, batch: int | None, patch: int | None) -> dict[str, torch.Tensor]:
@@ -142,18 +157,13 @@ def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = 
     """All timings (seconds) and peaks (MiB) for one KD options dict; see the module docstring."""
     dev = torch.device(device)
     with tempfile.TemporaryDirectory() as tmp:
-        teacher_path = os.path.join(tmp, 'teacher.pth')
-        torch.manual_seed(0)
-        torch.save({'params': build_network(deepcopy(kd_opt['network_t'])).state_dict()}, teacher_path)
+        teacher_path = _random_teacher(kd_opt, tmp)
         data = _batch(kd_opt, device, batch, patch)
         variants = ('student', 'kd', *(['kd_fwd'] if kd_opt['train'].get('forward_opt') else []),
                     *(f'up_{p}' for p in UPCYCLE_PARTS), 'recipe')
         models = {v: _build(kd_opt, teacher_path, device, v, data) for v in variants}
         kd = models['kd']
-        counter = iter(range(1, 10**6))
-
-        def step(model):
-            return lambda: model.optimize_parameters(next(counter))
+        step = _stepper()
 
         def teacher(net, dtype, channels_last):
             lq = data['lq'].contiguous(memory_format=torch.channels_last) if channels_last else data['lq']

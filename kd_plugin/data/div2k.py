@@ -22,7 +22,7 @@ from os import path as osp
 from PIL import Image
 from tqdm import tqdm
 
-from kd_plugin.data.image_io import list_images, read_image, write_image
+from kd_plugin.data.image_io import list_images, name_difference, read_image, write_image
 from kd_plugin.data.subimages import crop_starts
 
 HR_CROP, HR_STEP = 480, 240
@@ -98,12 +98,12 @@ def check_pairs(root: str, scale: int) -> int:
     hr_dir, lr_dir = folders(root)[1], folders(root, scale)[1]
     hr, lr = list_images(hr_dir), list_images(lr_dir)
     if hr != lr:
-        raise ValueError(f'{hr_dir} and {lr_dir} do not pair up (only in HR: {sorted(set(hr) - set(lr))[:3]}, only '
-                         f'in LR: {sorted(set(lr) - set(hr))[:3]}). Fix: check that DIV2K_train_LR_bicubic/X{scale} '
-                         'holds the LR image of every HR image, then run the command again')
+        raise ValueError(f'{hr_dir} and {lr_dir} do not pair up ({name_difference(hr, lr, ("HR", "LR"))}). Fix: check '
+                         f'that DIV2K_train_LR_bicubic/X{scale} holds the LR image of every HR image, then run the '
+                         'command again')
     for name in hr:
         with Image.open(osp.join(hr_dir, name)) as a, Image.open(osp.join(lr_dir, name)) as b:
-            if (a.size[0], a.size[1]) != (b.size[0] * scale, b.size[1] * scale):
+            if a.size != (b.size[0] * scale, b.size[1] * scale):
                 raise ValueError(f'{name}: HR sub-image {a.size[0]}x{a.size[1]} is not {scale} x the LR '
                                  f'{b.size[0]}x{b.size[1]}. Fix: the LR images must be the x{scale} bicubic '
                                  'downscales of the HR images')

@@ -9,7 +9,7 @@ import random
 import shutil
 from os import path as osp
 
-from kd_plugin.data.image_io import list_images
+from kd_plugin.data.image_io import list_images, name_difference
 
 
 def split_pairs(folder: str, output: str, holdout: int, seed: int = 0) -> dict[str, list[str]]:
@@ -21,8 +21,7 @@ def split_pairs(folder: str, output: str, holdout: int, seed: int = 0) -> dict[s
         raise FileExistsError(f'{output} exists; remove it or choose another --output')
     hr, lr = list_images(osp.join(folder, 'HR')), list_images(osp.join(folder, 'LR'))
     if hr != lr:
-        raise ValueError(f'{folder}/HR and {folder}/LR hold different names (only in HR: '
-                         f'{sorted(set(hr) - set(lr))[:3]}, only in LR: {sorted(set(lr) - set(hr))[:3]})')
+        raise ValueError(f'{folder}/HR and {folder}/LR hold different names ({name_difference(hr, lr, ("HR", "LR"))})')
     if not 0 < holdout < len(hr):
         raise ValueError(f'--holdout {holdout}: choose between 1 and {len(hr) - 1} of the {len(hr)} pairs')
     val = sorted(random.Random(seed).sample(hr, holdout))

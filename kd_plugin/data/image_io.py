@@ -1,5 +1,6 @@
 """Listing and reading image files, with errors that name the file."""
 import os
+from collections.abc import Iterable
 from os import path as osp
 
 import cv2
@@ -13,6 +14,13 @@ def list_images(folder: str) -> list[str]:
     if not osp.isdir(folder):
         raise FileNotFoundError(f'image folder {folder!r} does not exist')
     return sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.'))
+
+
+def name_difference(first: Iterable[str], second: Iterable[str], labels: tuple[str, str]) -> str:
+    """``only in <label 0>: [...], only in <label 1>: [...]``, the first three sorted names of each side's
+    surplus: the detail of an error about two image collections that should hold the same names."""
+    a, b = set(first), set(second)
+    return f'only in {labels[0]}: {sorted(a - b)[:3]}, only in {labels[1]}: {sorted(b - a)[:3]}'
 
 
 def read_image(path: str) -> np.ndarray:

@@ -5,7 +5,7 @@ from os import path as osp
 
 from PIL import Image
 
-from kd_plugin.data.image_io import list_images
+from kd_plugin.data.image_io import list_images, name_difference
 
 _SAFETY = 1.5          # PNG can be a little larger than raw for noise-like images
 _MIN_MAP = 64 << 20    # LMDB metadata and small sets
@@ -76,9 +76,7 @@ def build_paired_lmdbs(pairs: list[tuple[str, str]], overwrite: bool = False) ->
     first_folder, first_keys = key_sets[0]
     for folder, keys in key_sets[1:]:
         if keys != first_keys:
-            only_a = sorted(first_keys - keys)[:3]
-            only_b = sorted(keys - first_keys)[:3]
             raise ValueError(f'{first_folder!r} and {folder!r} must hold the same image names for a paired LMDB; '
-                             f'only in the first: {only_a}, only in the second: {only_b}')
+                             f'{name_difference(first_keys, keys, ("the first", "the second"))}')
     for folder, lmdb_path in pairs:
         build_lmdb(folder, lmdb_path, overwrite=overwrite)
