@@ -7,7 +7,7 @@ would not fit is recorded as skipped), on one CUDA device it
    ``torchrun --nproc_per_node=1 kd_plugin/train.py ... --launcher pytorch`` (nccl), on a small paired
    set cut from scikit-image's photographs;
 2. measures the benchmark's cost columns (fp32/fp16/bf16, with and without channels_last, peak memory)
-   of HDRNet, DeformableHDRNet, EDSR 32x4, SRVGGNetCompact and ECBSR at LR 480x270, x4;
+   of HDRNet, DeformableHDRNet, EDSR (32x4), SRVGGNetCompact and ECBSR (M4C16) at LR 480x270, x4;
 3. runs ``kd_overhead`` for both T91 KD options files;
 4. times the student exported to ONNX in onnxruntime's CUDA provider, when it is installed;
 
@@ -35,17 +35,13 @@ import cv2
 import torch
 import yaml
 
+from kd_plugin.benchmark.arch_cost import peer_specs
 from kd_plugin.cli import Parser, fail
 from kd_plugin.runs import PROJECT_ROOT, TRAIN_SCRIPT, experiment_dir
 
-PEERS = {
-    'HDRNet': {'type': 'HDRNet', 'upscale': 4},
-    'DeformableHDRNet': {'type': 'DeformableHDRNet', 'upscale': 4},
-    'EDSR 32x4': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_block': 4, 'upscale': 4},
-    'SRVGGNetCompact': {'type': 'SRVGGNetCompact', 'upscale': 4},
-    'ECBSR M4C16': {'type': 'ECBSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_block': 4, 'num_channel': 16,
-                    'with_idt': False, 'act_type': 'prelu', 'scale': 4},
-}
+#: the archs timed in step 2: ours and the three small peers of ``arch_cost``'s table, x4
+PEERS = {name: spec for name, spec in peer_specs(4, everything=True).items()
+         if name in ('HDRNet', 'DeformableHDRNet', 'EDSR (32x4)', 'SRVGGNetCompact', 'ECBSR (M4C16)')}
 KD_FILES = ('options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4.yml',
             'options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4.yml')
 TEACHER = 'checkpoints/HDRNet_T91_x4_12k.pth'

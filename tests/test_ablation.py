@@ -121,3 +121,13 @@ def test_a_finished_run_with_other_options_is_not_reused(teacher, tiny_pairs, ex
     with pytest.raises(RuntimeError, match='holds a finished run with different train'):
         runner.finished(opt)
     assert runner.finished(dict(opt, train=dict(opt['train'], total_iter=99)))
+
+
+def test_another_length_gets_other_run_names(teacher, tiny_pairs):
+    base = kd_options('abl', tiny_pairs, teacher, total_iter=4)
+    same = runner.with_overrides(base, None, 4)
+    assert variants.run_name(same, 'no_kd', 0) == 'abl_ablation_no_kd_s0'
+    longer = runner.with_overrides(base, '/other/teacher.pth', 3000)
+    assert variants.run_name(longer, 'no_kd', 0) == 'abl_3000it_ablation_no_kd_s0'
+    assert longer['path']['pretrain_network_t'] == '/other/teacher.pth'
+    assert base['name'] == 'abl' and base['path']['pretrain_network_t'] == teacher  # the recipe is not modified

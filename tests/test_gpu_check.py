@@ -21,7 +21,7 @@ def test_smoke_run_writes_every_section_and_leaves_no_experiment(tmp_path):
     assert all(row['kd'] > 0 for row in results['kd_overhead'].values())
     assert 'ms' in results['onnxruntime'] or 'skipped' in results['onnxruntime']
     text = (tmp_path / 'gpu_check.md').read_text()
-    assert text.startswith('# gpu_check (smoke, CPU)') and '| ECBSR M4C16 |' in text
+    assert text.startswith('# gpu_check (smoke, CPU)') and '| ECBSR (M4C16) |' in text
     assert (tmp_path / 'kd_training.log').is_file()
     after = set(os.listdir(os.path.join(ROOT, 'experiments')))
     assert after == before

@@ -4,6 +4,7 @@ See :mod:`kd_plugin.ablation` for what is trained and :mod:`kd_plugin.ablation.s
 table is computed.
 """
 import argparse
+import copy
 import json
 import os
 import re
@@ -187,6 +188,19 @@ def table(rows: list[dict[str, Any]], set_names: list[str], title: str) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def with_overrides(recipe: dict[str, Any], teacher: str | None, total_iter: int | None) -> dict[str, Any]:
+    """The recipe with ``--teacher`` and ``--total_iter`` applied (a copy).
+
+    Runs of another length are other runs: the name (hence every run's name and the default output
+    folder) gets ``_<N>it``, so they never collide with the recipe's own finished runs."""
+    recipe = copy.deepcopy(recipe)
+    if teacher:
+        recipe['path']['pretrain_network_t'] = teacher
+    if total_iter and total_iter != recipe['train']['total_iter']:
+        recipe['name'] = f'{recipe["name"]}_{total_iter}it'
+    return recipe
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = Parser("python -m kd_plugin.ablation", description=package.__doc__.splitlines()[0])
     parser.add_argument('-opt', required=True, help='a KD options file (model_type: KDModel): the recipe')
@@ -194,7 +208,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--variants', nargs='+', help='default: no_kd, no_kd_equal_time, (init_only,) recipe; '
                                                       '"all" for every variant the recipe allows')
     parser.add_argument('--teacher', help='override path.pretrain_network_t')
-    parser.add_argument('--total_iter', type=int, help='override train.total_iter of the recipe (and of every run)')
+    parser.add_argument('--total_iter', type=int,
+                        help='override train.total_iter of the recipe (and of every run); the runs are then named '
+                             '<name>_<N>it_ablation_<variant>_s<seed>')
     parser.add_argument('--sets', nargs='+', default=['Set5', 'Set14'], help='test sets (names or folders)')
     parser.add_argument('--data_root', default='datasets', help='where test-set names are looked up')
     parser.add_argument('--output', help='default: results/ablation_<name>')
@@ -208,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f'-opt {args.opt}: not a KD options file (model_type: KDModel with network_t)')
     if len(set(args.seeds)) != len(args.seeds):
         return fail(f'--seeds {" ".join(map(str, args.seeds))}: a seed is repeated; give each seed once')
-    if args.teacher:
-        recipe['path']['pretrain_network_t'] = args.teacher
+    recipe = with_overrides(recipe, args.teacher, args.total_iter)
     allowed = available_variants(recipe)
     variants = allowed if args.variants == ['all'] else args.variants or default_variants(recipe)
     unknown = [v for v in variants if v not in allowed]
