@@ -96,13 +96,12 @@ def plan(recipe: dict[str, Any], variants: list[str], seeds: list[int]) -> list[
     return [(v, s) for s in seeds for v in variants]
 
 
-def options_for(recipe: dict[str, Any], variant: str, seed: int, total_iter: int | None,
-                out: str) -> dict[str, Any]:
-    iters = total_iter or recipe['train']['total_iter']
+def options_for(recipe: dict[str, Any], variant: str, seed: int, total_iter: int, out: str) -> dict[str, Any]:
+    """One run's options; ``total_iter``: the recipe's iterations in this ablation."""
     if variant == 'no_kd_equal_time':
         return variant_options(recipe, variant, seed,
-                               equal_time_iterations(recipe, iters, osp.join(out, 'equal_time.json')))
-    return variant_options(recipe, variant, seed, iters)
+                               equal_time_iterations(recipe, total_iter, osp.join(out, 'equal_time.json')))
+    return variant_options(recipe, variant, seed, total_iter)
 
 
 def score(recipe: dict[str, Any], runs: list[tuple[str, int]], sets: list[str], data_root: str,
@@ -225,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(args.seeds)) != len(args.seeds):
         return fail(f'--seeds {" ".join(map(str, args.seeds))}: a seed is repeated; give each seed once')
     recipe = with_overrides(recipe, args.teacher, args.total_iter)
+    iters = args.total_iter or recipe['train']['total_iter']
     allowed = available_variants(recipe)
     variants = allowed if args.variants == ['all'] else args.variants or default_variants(recipe)
     unknown = [v for v in variants if v not in allowed]
@@ -235,19 +235,17 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(osp.join(out, 'options'), exist_ok=True)
     runs = plan(recipe, variants, args.seeds)
     if 'no_kd_equal_time' in variants:  # timed once, before any training, so parallel invocations share it
-        equal_time_iterations(recipe, args.total_iter or recipe['train']['total_iter'],
-                              osp.join(out, 'equal_time.json'))
+        equal_time_iterations(recipe, iters, osp.join(out, 'equal_time.json'))
     trained = {}
     for variant, seed in runs:
-        opt = options_for(recipe, variant, seed, args.total_iter, out)
+        opt = options_for(recipe, variant, seed, iters, out)
         train_run(opt, osp.join(out, 'options'))
-        iters = opt['train']['total_iter']
-        trained[opt['name']] = (iters, seconds_per_iteration(opt['name']) * iters / 60)
+        run_iters = opt['train']['total_iter']
+        trained[opt['name']] = (run_iters, seconds_per_iteration(opt['name']) * run_iters / 60)
     set_names = [osp.basename(osp.normpath(s)) for s in args.sets]
     scores = score(recipe, runs, args.sets, args.data_root, osp.join(out, 'scores.json'))
     variants = list(dict.fromkeys(v for v, _ in runs))
     rows = summarise(recipe, variants, args.seeds, scores, set_names, trained)
-    iters = args.total_iter or recipe['train']['total_iter']
     title = (f'{recipe["network_t"]["type"]} -> {recipe["network_g"]["type"]} x{recipe["scale"]} '
              f'({osp.basename(args.opt)}), {iters} iterations (equal-time baseline: see its row), seeds '
              f'{", ".join(map(str, args.seeds))}; Y-PSNR (dB) mean ± sample std over seeds, Δ = mean paired '
