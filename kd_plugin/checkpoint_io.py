@@ -4,6 +4,7 @@
 allow-list of types; a pickle that would import and call anything else is refused before it runs.
 This module turns torch's refusals into messages that name the option and the fix.
 """
+import hashlib
 import pickle
 from os import path as osp
 from typing import Any
@@ -74,3 +75,12 @@ def check_checkpoint_options(opt: dict[str, Any], resume_path: str | None = None
     state = resume_path or paths.get('resume_state')
     if state:
         load_weights_only(state, 'path.resume_state' if not resume_path else '--auto_resume state')
+
+
+def sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes, as ``sha256sum`` prints it."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -10,7 +10,6 @@
 Outputs go to ``results/<tag>/``; an earlier ``results/<tag>`` is archived (renamed with a
 timestamp, as BasicSR does with ``experiments/``), never overwritten.
 """
-import hashlib
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ from basicsr.utils import mkdir_and_rename
 from tqdm import tqdm
 
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
+from kd_plugin.checkpoint_io import sha256
 from kd_plugin.cli import Parser
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.prepare import prepare_photos
@@ -33,14 +33,6 @@ TEACHER = osp.join('checkpoints', 'HDRNet_T91_x4_12k.pth')
 TEACHER_SHA256 = osp.join('checkpoints', 'SHA256SUMS')
 STUDENT_OPT = osp.join('options', 'train', 'DeformableHDRNet', 'train_DeformableHDRNet_photos_x4.yml')
 KD_OPT = osp.join('options', 'train', 'KD', 'train_KD_HDRNet_to_DeformableHDRNet_photos_x4.yml')
-
-
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_teacher(root: str) -> str:

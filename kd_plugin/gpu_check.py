@@ -23,6 +23,7 @@ kd_plugin.gpu_check --output $OUT``.
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,7 @@ PEERS = {name: spec for name, spec in peer_specs(4, everything=True).items()
 KD_FILES = ('options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4.yml',
             'options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4.yml')
 TEACHER = 'checkpoints/HDRNet_T91_x4_12k.pth'
+_BACKEND_LINE = re.compile(r'^\s*dist_backend: (\w+)\s*$', re.MULTILINE)
 
 
 class Budget:
@@ -70,6 +72,13 @@ def tiny_pairs(folder: str, scale: int, size: int, count: int) -> str:
         top, left = (i * 37) % (photo.shape[0] - size), (i * 53) % (photo.shape[1] - size)
         cv2.imwrite(osp.join(src, f'p{i}.png'), photo[top:top + size, left:left + size])
     return make_lr_pairs(src, folder, [scale])[scale]
+
+
+def logged_backend(log: str) -> str | None:
+    """The process-group backend a training run used, as its log states it (``dist_backend: nccl`` in
+    BasicSR's dump of the options, :func:`kd_plugin.preflight.checked_parse_options`); None if absent."""
+    found = _BACKEND_LINE.search(log)
+    return found.group(1) if found else None
 
 
 def kd_training(work: str, output: str, smoke: bool, budget: Budget) -> dict[str, Any]:
@@ -117,7 +126,7 @@ def kd_training(work: str, output: str, smoke: bool, budget: Budget) -> dict[str
     shutil.rmtree(experiment_dir(opt['name']), ignore_errors=True)  # a throwaway run: its log is the record
     lines = [line for line in log.splitlines() if 'iter:' in line and 'lr:(' in line]
     result = {'ok': proc.returncode == 0, 'iterations': iters, 'seconds': time.time() - start,
-              'backend': 'nccl' if torch.cuda.is_available() and not smoke else 'gloo',
+              'backend': logged_backend(log),
               'last_log_line': lines[-1].split('INFO: ')[-1] if lines else None}
     if proc.returncode != 0:
         result['error'] = log[-2000:]

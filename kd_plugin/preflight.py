@@ -228,7 +228,7 @@ def check_resume_files(opt: dict[str, Any], state_path: str) -> None:
 
     state = load_weights_only(state_path, 'path.resume_state')
     needed = dict(resumed_networks(opt, state['iter']))
-    if opt.get('model_type') == 'KDModel' and uses_adapters(opt) and not opt['path'].get('pretrain_network_adapters'):
+    if opt.get('model_type') == 'KDModel' and uses_adapters(opt):  # the resumed adapters win over a pretrain path
         needed['the KD adapters'] = adapter_checkpoint(opt, state_path)
     for what, path in needed.items():
         if not osp.isfile(path):
@@ -236,11 +236,16 @@ def check_resume_files(opt: dict[str, Any], state_path: str) -> None:
 
 
 def checked_parse_options(parse_options: Callable) -> Callable:
-    """Wrap BasicSR's ``parse_options`` so that :func:`check_options` runs right after it."""
+    """Wrap BasicSR's ``parse_options`` so that :func:`check_options` runs right after it.
+
+    It also records the backend of the process group the launcher started (``opt['dist_backend']``:
+    ``nccl``, ``gloo`` or None without a launcher): BasicSR logs the options, so the run's log says
+    which backend really ran."""
 
     @functools.wraps(parse_options)
     def wrapper(root_path: str, is_train: bool = True):
         opt, args = parse_options(root_path, is_train=is_train)
+        opt['dist_backend'] = torch.distributed.get_backend() if torch.distributed.is_initialized() else None
         check_options(opt)
         resume = None
         if getattr(args, 'auto_resume', False):

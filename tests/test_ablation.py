@@ -10,6 +10,7 @@ import yaml
 
 from kd_plugin.ablation import runner, variants
 from kd_plugin.ablation.seed_stats import mean_std, paired_delta
+from kd_plugin.checkpoint_io import sha256
 from kd_plugin.models.kd_options import KD_INGREDIENTS
 from tests.helpers import ROOT, run, shared_data, write_options
 from tests.kd_fixtures import kd_options
@@ -131,3 +132,60 @@ def test_another_length_gets_other_run_names(teacher, tiny_pairs):
     assert variants.run_name(longer, 'no_kd', 0) == 'abl_3000it_ablation_no_kd_s0'
     assert longer['path']['pretrain_network_t'] == '/other/teacher.pth'
     assert base['name'] == 'abl' and base['path']['pretrain_network_t'] == teacher  # the recipe is not modified
+
+
+def test_the_recipe_variant_is_the_file_as_written_and_only_baselines_get_a_pixel_loss(teacher, tiny_pairs):
+    """A distillation-only recipe used to be ablated (and timed) with an L1 pixel loss it does not have."""
+    recipe = kd_options('abl', tiny_pairs, teacher, total_iter=4)
+    recipe['train'].pop('pixel_opt')
+    opts = {v: variants.variant_options(recipe, v, seed=0) for v in variants.available_variants(recipe)}
+    untouched = ('name', 'manual_seed', 'val')
+    assert {k: x for k, x in opts['recipe'].items() if k not in untouched} == \
+        {k: x for k, x in recipe.items() if k not in untouched}
+    for v in ('no_kd', 'no_kd_equal_time'):
+        assert opts[v]['train']['pixel_opt'] == variants.DEFAULT_PIXEL_LOSS
+    for v in ('output', 'feature', 'forward', 'recipe_without_distill_opt'):
+        assert 'pixel_opt' not in opts[v]['train'], v
+    recipe['train']['pixel_opt'] = {'type': 'CharbonnierLoss', 'loss_weight': 0.5}
+    assert variants.variant_options(recipe, 'no_kd', 0)['train']['pixel_opt'] == recipe['train']['pixel_opt']
+    assert variants.variant_options(recipe, 'recipe', 0)['train']['pixel_opt'] == recipe['train']['pixel_opt']
+
+
+def _fake_finished(opt):
+    """``experiments/<name>`` as a finished run of ``opt`` leaves it (the saved options, a log line, net_g)."""
+    folder = osp.join(ROOT, 'experiments', opt['name'])
+    os.makedirs(osp.join(folder, 'models'))
+    open(osp.join(folder, 'models', 'net_g_latest.pth'), 'w').close()
+    open(osp.join(folder, 'train_x.log'), 'w').write('End of training')
+    with open(osp.join(folder, f'{opt["name"]}.yml'), 'w') as f:
+        yaml.safe_dump(opt, f)
+
+
+def test_a_finished_run_from_another_teacher_or_initialisation_is_not_reused(teacher, tiny_pairs, exp_name, tmp_path):
+    """``--teacher`` (or a retrained file at the same path) changed the teacher but not the run names: the
+    table then put the new teacher's row beside students distilled from the old one."""
+    import shutil
+
+    from tests.kd_fixtures import save_teacher
+
+    mine = shutil.copy(teacher, tmp_path / 'teacher.pth')
+    recipe = kd_options(exp_name, tiny_pairs, str(mine), total_iter=2)
+    recipe['path']['pretrain_network_g'] = str(shutil.copy(teacher, tmp_path / 'init.pth'))
+    opt = runner.options_for(recipe, 'recipe', 0, 2, str(tmp_path))
+    assert opt['checkpoint_sha256'] == {'path.pretrain_network_t': sha256(mine),
+                                        'path.pretrain_network_g': sha256(tmp_path / 'init.pth')}
+    _fake_finished(opt)
+    assert runner.finished(runner.options_for(recipe, 'recipe', 0, 2, str(tmp_path)))
+    other = save_teacher(str(tmp_path / 'other'), seed=1)
+    with pytest.raises(RuntimeError, match='holds a finished run with different path, checkpoint_sha256'):
+        runner.finished(runner.options_for(runner.with_overrides(recipe, other, None), 'recipe', 0, 2, str(tmp_path)))
+    shutil.copy(other, mine)  # retrained in place: same path, other weights
+    with pytest.raises(RuntimeError, match='holds a finished run with different checkpoint_sha256'):
+        runner.finished(runner.options_for(recipe, 'recipe', 0, 2, str(tmp_path)))
+
+    init_only = runner.options_for(recipe, 'init_only', 0, 2, str(tmp_path))
+    assert set(init_only['checkpoint_sha256']) == {'path.pretrain_network_g'}
+    _fake_finished(init_only)
+    shutil.copy(other, tmp_path / 'init.pth')
+    with pytest.raises(RuntimeError, match='holds a finished run with different checkpoint_sha256'):
+        runner.finished(runner.options_for(recipe, 'init_only', 0, 2, str(tmp_path)))

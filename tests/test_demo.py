@@ -6,7 +6,8 @@ from os import path as osp
 
 import cv2
 
-from kd_plugin.demo import TEACHER, TEACHER_SHA256, sha256
+from kd_plugin.checkpoint_io import sha256
+from kd_plugin.demo import TEACHER, TEACHER_SHA256
 from tests.helpers import ROOT, run
 
 

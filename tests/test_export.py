@@ -21,9 +21,40 @@ ARCHS = {
 }
 
 
+def deform_for_real(spec: str) -> None:
+    """Give every DCN layer of ``spec``'s checkpoint non-zero offset/mask weights, as training does.
+
+    A freshly initialised DCN has offsets exactly 0 and masks exactly 1: it is a plain conv, and a parity
+    check on it says nothing about ``DeformConv``'s sampling."""
+    import yaml
+
+    ckpt = yaml.safe_load(open(spec))['path']['pretrain_network_g']
+    state = torch.load(ckpt)['params']
+    g = torch.Generator().manual_seed(0)
+    for key in [k for k in state if '.offset_mask.' in k]:
+        state[key] = torch.randn(state[key].shape, generator=g) * (0.5 if key.endswith('weight') else 1.0)
+    torch.save({'params': state}, ckpt)
+
+
+def dcn_offsets(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The offsets/mask logits every DCN layer of ``net`` predicts for ``x``."""
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, a, out: seen.append(out)) for name, m in net.named_modules()
+             if name.endswith('offset_mask')]
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
 @pytest.mark.parametrize('arch', list(ARCHS))
 def test_export_runs_in_onnxruntime_with_pytorchs_result_at_any_size(arch, tmp_path):
     spec = tiny_model(str(tmp_path), arch, ARCHS[arch], scale=4)
+    if arch == 'DeformableHDRNet':
+        deform_for_real(spec)
+        offsets = dcn_offsets(load_model(parse_model(spec)), torch.rand(1, 3, 23, 31))
+        assert offsets and all(o.abs().max() > 1 and (o - o.round()).abs().mean() > 0.1 for o in offsets)
     out = tmp_path / f'{arch}.onnx'
     assert export.main(['--model', spec, '--output', str(out)]) == 0
     onnx_net, torch_net = OnnxNet(str(out)), load_model(parse_model(spec))

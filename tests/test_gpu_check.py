@@ -13,7 +13,8 @@ def test_smoke_run_writes_every_section_and_leaves_no_experiment(tmp_path):
     assert gpu_check.main(['--smoke', '--output', str(tmp_path), '--budget', '400']) == 0
     results = json.load(open(tmp_path / 'gpu_check.json'))
     assert results['environment']['smoke'] is True
-    assert results['kd_training']['ok'] and results['kd_training']['backend'] == 'gloo'
+    assert results['kd_training']['ok'] and results['kd_training']['backend'] == 'gloo'  # as the log says
+    assert 'dist_backend: gloo' in (tmp_path / 'kd_training.log').read_text()
     assert 'l_dist:' in results['kd_training']['last_log_line']  # the KD run really trained
     assert set(results['arch_costs']) == set(gpu_check.PEERS)
     assert all(row['cpu_fp32_ms'] > 0 and row['gflops'] > 0 for row in results['arch_costs'].values())
@@ -34,3 +35,11 @@ def test_without_cuda_and_without_smoke_it_explains_in_one_line(tmp_path):
     assert result.stderr.strip() == ('error: gpu_check needs a CUDA device (none is visible here); use --smoke for '
                                      'a CPU dry run')
     assert not (tmp_path / 'gpu_check.json').exists()
+
+
+def test_the_backend_reported_is_the_one_the_run_logged_not_one_guessed_from_flags():
+    """A --smoke run on a CUDA machine trains with nccl; the report used to say gloo from its flags."""
+    dump = '2026-11-30 INFO: \n  dist: True\n  rank: 0\n  world_size: 1\n  dist_backend: nccl\n  auto_resume: False\n'
+    assert gpu_check.logged_backend(dump) == 'nccl'
+    assert gpu_check.logged_backend(dump.replace('nccl', 'gloo')) == 'gloo'
+    assert gpu_check.logged_backend('Traceback: the run failed before logging its options') is None

@@ -111,3 +111,46 @@ def test_fakd_pools_large_maps_to_a_bounded_affinity():
     assert pooled.shape[-2:] == (50, 65) and 50 * 65 <= FAKD_MAX_POSITIONS
     feat = torch.arange(16.0).view(1, 1, 4, 4)
     torch.testing.assert_close(pooled_for_affinity(feat, max_positions=4), torch.tensor([[[[2.5, 4.5], [10.5, 12.5]]]]))
+
+
+def _shipped_feature(arch: dict, checkpoint: str, layer: str) -> torch.Tensor:
+    """The output of ``layer`` of a shipped teacher on a 48x48 crop of Set5's x4 ``baby``."""
+    import cv2
+    from basicsr.archs import build_network
+
+    from tests.helpers import ROOT, shared_data
+
+    net = build_network(dict(arch))
+    net.load_state_dict(torch.load(f'{ROOT}/checkpoints/{checkpoint}')['params'])
+    img = cv2.imread(shared_data('Set5', 'LR_bicubic', 'X4', 'baby.png'))[40:88, 40:88, ::-1] / 255.0
+    out = {}
+    dict(net.eval().named_modules())[layer].register_forward_hook(lambda m, a, o: out.setdefault('f', o))
+    with torch.no_grad():
+        net(torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float())
+    return out['f']
+
+
+def test_standardising_floors_near_constant_channels_and_one_weight_fits_both_teachers():
+    """The shipped HDRNet teacher has dead channels (std 0) at ``coeffs.splat``: dividing by ``std + 1e-6``
+    made a student within 0.01 of it cost 4.8e7 (l2). The floor keeps that bounded and scale-free."""
+    hdrnet = _shipped_feature({'type': 'HDRNet', 'upscale': 4}, 'HDRNet_T91_x4_12k.pth', 'coeffs.splat')
+    edsr = _shipped_feature({'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16,
+                             'upscale': 4, 'img_range': 255.0, 'rgb_mean': [0.4488, 0.4371, 0.4040]},
+                            'EDSR_64x16_T91_x4_12k.pth', 'conv_after_body')
+    std = hdrnet.std(dim=(0, 2, 3), unbiased=False)
+    assert (std == 0).sum() >= 30  # what made the old normalisation blow up
+    loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'l2', 'pairs': [{'student': 's', 'teacher': 't'}]})
+    torch.manual_seed(0)
+    near = (hdrnet + (torch.rand_like(hdrnet) * 2 - 1) * 0.01).requires_grad_()
+    value = loss([near], [hdrnet])
+    assert 0 < value.item() < 1.0
+    value.backward()
+    assert torch.isfinite(near.grad).all() and near.grad[:, std == 0].abs().sum() == 0  # dead channels: left out
+    # the same relative error (5 % of each feature's typical channel spread) costs about the same on
+    # EDSR's 0-255 features and on HDRNet's, so one loss_weight fits both
+    costs = []
+    for feat in (hdrnet, edsr):
+        typical = feat.std(dim=(0, 2, 3), unbiased=False).square().mean().sqrt()
+        costs.append(loss([feat + torch.randn_like(feat) * 0.05 * typical], [feat]).item())
+    assert edsr.abs().max() > 50 * hdrnet.abs().max()  # the two scales really differ
+    assert 0.2 < costs[0] / costs[1] < 5, costs

@@ -199,3 +199,29 @@ def test_window_teacher_is_padded_to_its_window_and_cropped_back(tmp_path):
     assert torch.equal(out, padded[..., :20, :28])
     with pytest.raises(RuntimeError):
         model.net_t(lq)  # what the padding avoids
+
+
+def test_a_resumed_state_wins_over_pretrain_network_adapters(teacher_path, tmp_path):
+    """With ``path.pretrain_network_adapters`` set, a resumed run restarted its adapters from that file while
+    keeping the resumed student, optimizer moments and iteration count; the resumed adapters must win."""
+    losses = {'feature_opt': all_losses()['feature_opt']}
+    (tmp_path / 'training_states').mkdir()
+    first = make_model(teacher_path, tmp_path, losses, path={'pretrain_network_t': teacher_path, 'resume_state': None,
+                                                             'models': str(tmp_path),
+                                                             'training_states': str(tmp_path / 'training_states')})
+    initial = tmp_path / 'initial_adapters.pth'
+    torch.save({'params': first.net_adapters.state_dict()}, initial)
+    for it in range(1, 4):
+        first.optimize_parameters(it)
+    first.save(0, 3)  # models/net_adapters_3.pth (and net_g_3.pth), as a run writes them
+    trained = params(first.net_adapters)
+    assert any(not torch.equal(p, torch.load(initial)['params'][n]) for n, p in trained.items())
+
+    path = {'pretrain_network_t': teacher_path, 'models': str(tmp_path), 'pretrain_network_adapters': str(initial)}
+    fresh = make_model(teacher_path, tmp_path, losses, path=dict(path, resume_state=None))
+    for name, p in fresh.net_adapters.named_parameters():  # a new run starts from the pretrain file
+        assert torch.equal(p, torch.load(initial)['params'][name]), name
+    resumed = make_model(teacher_path, tmp_path, losses,
+                         path=dict(path, resume_state=str(tmp_path / 'training_states' / '3.state')))
+    for name, p in resumed.net_adapters.named_parameters():
+        assert torch.equal(p, trained[name]), name

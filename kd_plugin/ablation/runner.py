@@ -18,8 +18,16 @@ import yaml
 
 import kd_plugin.ablation as package
 from kd_plugin.ablation.seed_stats import mean_std, paired_delta
-from kd_plugin.ablation.variants import available_variants, default_variants, run_name, variant_options
+from kd_plugin.ablation.variants import (
+    BASELINES,
+    DEFAULT_PIXEL_LOSS,
+    available_variants,
+    default_variants,
+    run_name,
+    variant_options,
+)
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
+from kd_plugin.checkpoint_io import sha256
 from kd_plugin.cli import Parser, fail
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.runs import PROJECT_ROOT, experiment_dir, launch_train, load_options, write_options
@@ -33,19 +41,42 @@ def logs(name: str) -> str:
                    if f.startswith('train_') and f.endswith('.log')) if osp.isdir(folder) else ''
 
 
+#: Top-level option sections that do not change what a run trains (and the run's own name).
+_NOT_TRAINED = ('name', 'logger', 'dist_params')
+#: Checkpoints a run starts from; their SHA-256 goes into the run's options (``checkpoint_sha256``).
+_START_CHECKPOINTS = ('pretrain_network_t', 'pretrain_network_g', 'pretrain_network_adapters')
+
+
+def with_checkpoint_checksums(opt: dict[str, Any]) -> dict[str, Any]:
+    """``opt`` with ``checkpoint_sha256: {path.<key>: <sha256>}`` for every checkpoint the run starts from
+    (teacher, initial student, initial adapters), so that a finished run distilled from another file
+    at the same path is told apart. Relative paths are read from the project root, where runs start."""
+    sums = {f'path.{key}': sha256(osp.join(PROJECT_ROOT, opt['path'][key]))
+            for key in _START_CHECKPOINTS if opt['path'].get(key)}
+    return dict(opt, checkpoint_sha256=sums) if sums else opt
+
+
+def _what_trains(opt: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in opt.items() if k not in _NOT_TRAINED}
+    kept['path'] = {k: v for k, v in (opt.get('path') or {}).items() if k != 'resume_state'}
+    return kept
+
+
 def finished(opt: dict[str, Any]) -> bool:
-    """Whether ``experiments/<name>`` holds a finished run of exactly these options.
+    """Whether ``experiments/<name>`` holds a finished run of exactly these options: everything that
+    changes what is trained (archs, data, losses, schedule, seed, checkpoint paths and their SHA-256)
+    must agree; only the name, logger and DDP port may differ.
 
     A finished run of *other* options is never reused or overwritten: that raises."""
     folder = experiment_dir(opt['name'])
     if not osp.isfile(osp.join(folder, 'models', 'net_g_latest.pth')) or 'End of training' not in logs(opt['name']):
         return False
     with open(osp.join(folder, f'{opt["name"]}.yml')) as f:
-        done = yaml.safe_load(f)
-    for key in ('network_g', 'network_t', 'train', 'datasets'):
-        if done.get(key) != opt.get(key):
-            raise RuntimeError(f'[ablation] experiments/{opt["name"]} holds a finished run with different {key}. '
-                               'Fix: move that folder away, or give the KD options file another name')
+        done, wanted = _what_trains(yaml.safe_load(f)), _what_trains(opt)
+    differ = [key for key in dict.fromkeys([*wanted, *done]) if done.get(key) != wanted.get(key)]
+    if differ:
+        raise RuntimeError(f'[ablation] experiments/{opt["name"]} holds a finished run with different '
+                           f'{", ".join(differ)}. Fix: move that folder away, or give the KD options file another name')
     return True
 
 
@@ -97,11 +128,11 @@ def plan(recipe: dict[str, Any], variants: list[str], seeds: list[int]) -> list[
 
 
 def options_for(recipe: dict[str, Any], variant: str, seed: int, total_iter: int, out: str) -> dict[str, Any]:
-    """One run's options; ``total_iter``: the recipe's iterations in this ablation."""
+    """One run's options, with the checksums of the checkpoints it starts from; ``total_iter``: the
+    recipe's iterations in this ablation."""
     if variant == 'no_kd_equal_time':
-        return variant_options(recipe, variant, seed,
-                               equal_time_iterations(recipe, total_iter, osp.join(out, 'equal_time.json')))
-    return variant_options(recipe, variant, seed, total_iter)
+        total_iter = equal_time_iterations(recipe, total_iter, osp.join(out, 'equal_time.json'))
+    return with_checkpoint_checksums(variant_options(recipe, variant, seed, total_iter))
 
 
 def score(recipe: dict[str, Any], runs: list[tuple[str, int]], sets: list[str], data_root: str,
@@ -231,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         return fail(f'--variants: {", ".join(unknown)} do(es) not apply to this recipe; choose from '
                     f'{", ".join(allowed)}')
+    if not recipe['train'].get('pixel_opt') and any(v in BASELINES for v in variants):
+        print(f'[ablation] the recipe has no train.pixel_opt: the student-alone baselines train with '
+              f'{DEFAULT_PIXEL_LOSS["type"]} (weight {DEFAULT_PIXEL_LOSS["loss_weight"]:g}); the recipe and its '
+              'other variants run without one, as the file says', flush=True)
     out = args.output or osp.join(PROJECT_ROOT, 'results', f'ablation_{recipe["name"]}')
     os.makedirs(osp.join(out, 'options'), exist_ok=True)
     runs = plan(recipe, variants, args.seeds)

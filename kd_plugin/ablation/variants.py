@@ -1,14 +1,16 @@
 """The runs of an ablation, each derived from one KD options file (the recipe).
 
 =====================  ========================================================================
-``no_kd``              the student alone (``SRModel``, the recipe's pixel loss), from scratch
+``no_kd``              the student alone (``SRModel``, the recipe's pixel loss, or L1 where the recipe
+                       has none), from scratch
 ``no_kd_equal_time``   the same, trained for the recipe run's wall time instead of its iterations
 ``init_only``          the student alone from the recipe's ``path.pretrain_network_g`` (only when
                        the recipe sets one), so that a gain that came from initialisation is not
                        credited to distillation
-``output`` ...         pixel loss + one distillation term of the recipe (``output``, ``feature``,
-                       ``forward``), each alone
-``recipe``             the options file as it is
+``output`` ...         the recipe's pixel loss (if it has one) + one distillation term of the recipe
+                       (``output``, ``feature``, ``forward``), each alone
+``recipe``             the options file exactly as it is (only name, seed, iterations and validation
+                       change)
 ``recipe_without_X``   the recipe without one of its ingredients ``X``
 =====================  ========================================================================
 
@@ -25,6 +27,13 @@ from kd_plugin.runs import with_total_iter
 #: pixel loss + one term, by variant name
 SINGLE_TERMS = {'output': 'distill_opt', 'feature': 'feature_opt', 'forward': 'forward_opt'}
 BASELINES = ('no_kd', 'no_kd_equal_time', 'init_only')
+#: The student-alone baselines' pixel loss when the recipe has none (a distillation-only recipe).
+DEFAULT_PIXEL_LOSS = {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}
+
+
+def baseline_pixel_loss(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The pixel loss the student-alone baselines train with: the recipe's, else L1."""
+    return deepcopy(recipe['train'].get('pixel_opt') or DEFAULT_PIXEL_LOSS)
 
 
 def ingredients(recipe: dict[str, Any]) -> list[str]:
@@ -63,7 +72,6 @@ def variant_options(recipe: dict[str, Any], variant: str, seed: int, total_iter:
     opt['manual_seed'] = seed
     opt.pop('val', None)
     train = opt['train']
-    train.setdefault('pixel_opt', {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'})
     if variant in BASELINES:
         keep = ()
     elif variant in SINGLE_TERMS:
@@ -77,6 +85,7 @@ def variant_options(recipe: dict[str, Any], variant: str, seed: int, total_iter:
             train.pop(key, None)
     if variant in BASELINES:
         opt['model_type'] = 'SRModel'
+        train['pixel_opt'] = baseline_pixel_loss(recipe)
         opt.pop('network_t', None)
         for key in ('teacher', 'optim_adapters', 'nan_policy'):
             train.pop(key, None)

@@ -97,16 +97,32 @@ def get_criterion(name: str, allowed: tuple[str, ...], option: str) -> Callable[
     return _FUNCTIONS[name]
 
 
+#: Teacher channels whose standard deviation is below this fraction of the feature's typical one (the
+#: root mean square of its per-channel deviations) are left out of standardised feature matching.
+NEAR_CONSTANT = 0.1
+
+
 def standardise_by_teacher(student: torch.Tensor, teacher: torch.Tensor,
-                           eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both features standardised by the teacher feature's per-channel mean and standard deviation
-    (over every dimension but the channels, no gradient): ``(f - mu_T) / (sigma_T + eps)``. The same
-    loss weight then fits features on any scale (EDSR's 0-255 features, HDRNet's grids)."""
+                           near_constant: float = NEAR_CONSTANT) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both features ``[B, C, ...]`` standardised by the teacher feature's per-channel mean and standard
+    deviation (over every dimension but the channels, no gradient), ``(f - mu_T) / sigma_T``, keeping only
+    the channels where ``sigma_T >= near_constant * rms(sigma_T)``: ``[B, C', ...]``.
+
+    The same loss weight then fits features on any scale (EDSR's 0-255 features, HDRNet's grids).
+    Near-constant teacher channels are left out instead of being divided by almost zero: the shipped
+    HDRNet teacher has 36 of 64 dead ReLU channels (``sigma = 0``) at ``coeffs.splat``, and dividing by
+    ``sigma + 1e-6`` made a student within 0.01 of it cost ``1e7``. Such a channel carries nothing to
+    learn: the adapted student feature only feeds this loss, so matching a constant would train the
+    adapter, not the student. A feature with no varying channel is only centred."""
     dims = [d for d in range(teacher.dim()) if d != 1]
     with torch.no_grad():
         mean = teacher.mean(dim=dims, keepdim=True)
         std = teacher.std(dim=dims, keepdim=True, unbiased=False)
-    return (student - mean) / (std + eps), (teacher - mean) / (std + eps)
+        keep = (std >= near_constant * std.square().mean().sqrt()).flatten() & (std.flatten() > 0)
+    if not keep.any():
+        return student - mean, teacher - mean
+    mean, std = mean[:, keep], std[:, keep]  # before dividing: a 0 in std would put NaN in the gradient
+    return (student[:, keep] - mean) / std, (teacher[:, keep] - mean) / std
 
 
 def needs_same_channels(name: str) -> bool:

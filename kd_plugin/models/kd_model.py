@@ -133,12 +133,16 @@ class KDModel(SRModel):
         self._teacher_results: dict[str, dict[str, float]] = {}
 
     def _load_adapters(self) -> None:
-        """The adapters of ``path.pretrain_network_adapters``, or of the resumed iteration (the pre-run
-        check has made sure that file exists)."""
-        path = self.opt['path'].get('pretrain_network_adapters')
+        """The adapters of the resumed iteration (the pre-run check has made sure that file exists), else
+        those of ``path.pretrain_network_adapters`` (initial weights for a new run), else none.
+
+        A resumed state wins, as BasicSR's resume does for ``net_g``: the adapters belong to the student,
+        optimizer moments and iteration count that the state restores."""
         resume = self.opt['path'].get('resume_state')
-        if path is None and resume and uses_adapters(self.opt):
+        if resume and uses_adapters(self.opt):
             path = adapter_checkpoint(self.opt, resume)
+        else:
+            path = self.opt['path'].get('pretrain_network_adapters')
         if path is not None:
             self.load_network(self.net_adapters, path, True, 'params')
 
