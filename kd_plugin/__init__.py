@@ -2,7 +2,8 @@
 
 ``import kd_plugin`` first makes BasicSR 1.4.2 importable and correct on today's stack
 (:mod:`kd_plugin.compat`), then imports every ``*_arch.py``, ``*_model.py`` and ``*_loss.py``
-module of this package so that their classes are registered in BasicSR's registries.
+module of this package, and ``data/kd_paired_dataset.py``, so that their classes are registered in
+BasicSR's registries.
 """
 from kd_plugin.compat import apply_import_fixes, apply_runtime_fixes
 
@@ -10,5 +11,6 @@ apply_import_fixes()
 apply_runtime_fixes()
 
 from kd_plugin import archs, losses, models  # noqa: E402,F401  (registration side effects)
+from kd_plugin.data import kd_paired_dataset  # noqa: E402,F401  (registers KDPairedImageDataset)
 
 __version__ = '0.1.0'

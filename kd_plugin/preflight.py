@@ -17,6 +17,7 @@ from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only, state_dict_mismatch
 from kd_plugin.compat.quiet_build import construct
 from kd_plugin.data.image_io import list_images, name_difference
+from kd_plugin.data.label_cache import check_label_set
 
 
 class OptionError(ValueError):
@@ -194,14 +195,17 @@ def check_options(opt: dict[str, Any]) -> None:
     check_num_gpu(opt)
     check_network_init(opt)
     for phase, dataset in opt.get('datasets', {}).items():
-        if dataset.get('type') == 'PairedImageDataset':
+        if dataset.get('type') in ('PairedImageDataset', 'KDPairedImageDataset'):
             lq = check_paired_dataset(phase, dataset, opt.get('scale', dataset.get('scale', 1)))
             check_window_multiple(opt, phase, lq)
-    if opt.get('model_type') == 'KDModel' and opt.get('is_train'):
-        try:
+    if not opt.get('is_train'):
+        return
+    try:
+        if opt.get('model_type') == 'KDModel':
             check_kd_model(opt)
-        except ValueError as err:
-            raise OptionError(str(err)) from err
+        check_label_set(opt)
+    except ValueError as err:
+        raise OptionError(str(err)) from err
 
 
 def check_output_folder(folder: str) -> None:

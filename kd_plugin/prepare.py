@@ -1,16 +1,25 @@
-"""Data preparation: ``python -m kd_plugin.prepare {lr,lmdb,crop,div2k,split,photos} ...`` (``--help`` on each)."""
+"""Data preparation: ``python -m kd_plugin.prepare {lr,lmdb,crop,div2k,split,photos,teacher-labels} ...`` (``--help``
+on each)."""
 import argparse
 import os
 import sys
 from os import path as osp
 
+import torch
+from tqdm import tqdm
+
 from kd_plugin.cli import Parser, fail
 from kd_plugin.data.bundled_photos import write_photos
 from kd_plugin.data.div2k import prepare_div2k
 from kd_plugin.data.holdout import split_pairs
+from kd_plugin.data.label_cache import Teacher, build_label_set, default_output
 from kd_plugin.data.lmdb_builder import build_paired_lmdbs
 from kd_plugin.data.lr_generation import make_lr_pairs
 from kd_plugin.data.subimages import crop_subimages
+from kd_plugin.distill.teacher_labels import TeacherRunner
+from kd_plugin.model_loading import ModelSpec, load_model, parse_model
+from kd_plugin.models.kd_options import teacher_dtype
+from kd_plugin.runs import load_options
 
 
 def _scales(text: str) -> int:
@@ -73,6 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument('--output', default='datasets/photos')
     ph.add_argument('--scales', type=_scales, nargs='+', default=[4])
     ph.add_argument('--lmdb', action='store_true', help='also write LMDBs of the training pairs')
+
+    tl = sub.add_parser('teacher-labels', help="a KD file's teacher run once on every whole training LR image",
+                        description='Runs the KD options file\'s network_t (its checkpoint, its train.teacher fast '
+                        'path) on every whole LR image of its datasets.train (folder or LMDB) and writes 8-bit PNG '
+                        'labels named like the GT, with manifest.json (teachers and their SHA-256, scale, ensemble, '
+                        'LR source, image names); --lmdb adds OUTPUT.lmdb. Point datasets.train.dataroot_teacher at '
+                        'the result (type: KDPairedImageDataset). Resumable; a finished output is kept unless '
+                        '--overwrite. Relative paths in the options file are read from the current folder.')
+    tl.add_argument('-opt', required=True, help='a KD options file (model_type: KDModel)')
+    tl.add_argument('--ensemble', choices=('none', 'x8'), default='x8',
+                    help='x8: mean over the 8 flips/rotations (default); none: one pass')
+    tl.add_argument('--teacher', action='append', metavar='SPEC',
+                    help='OPTIONS.yml[@CHECKPOINT.pth] of a teacher (its network_g); repeat for several teachers, '
+                         'whose outputs are averaged per pixel. Default: the file\'s network_t')
+    tl.add_argument('--output', help='label folder (default: labels_<teacher>_<ensemble> beside dataroot_gt)')
+    tl.add_argument('--lmdb', action='store_true', help='also write OUTPUT.lmdb')
+    tl.add_argument('--tile', type=int, default=0,
+                    help='LR tile side for images that do not fit memory (default 0: whole images; archs with a '
+                         'global path, such as HDRNet, give other labels when tiled)')
+    tl.add_argument('--tile-overlap', type=int, default=16, help='LR px of context on each side of a tile')
+    tl.add_argument('--fp32', action='store_true', help='run the teachers in fp32 whatever train.teacher.autocast says')
+    tl.add_argument('--device', default='auto', help='auto (CUDA when available), cpu or cuda')
+    tl.add_argument('--overwrite', action='store_true',
+                    help='replace a finished label set once the new one is complete')
     return parser
 
 
@@ -111,6 +144,35 @@ def prepare_photos(output: str, scales: list[int], lmdb: bool) -> None:
     print(f'{output}: prepared {", ".join(f"x{s}" for s in scales)}', flush=True)
 
 
+def teacher_labels(args: argparse.Namespace) -> None:
+    """``prepare teacher-labels``: see its ``--help``."""
+    opt = load_options(args.opt)
+    if opt.get('model_type') != 'KDModel' or 'network_t' not in opt:
+        raise ValueError(f'-opt {args.opt}: not a KD options file (model_type: KDModel with network_t)')
+    train_set = opt['datasets']['train']
+    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
+                          'cpu' if args.device == 'auto' else args.device)
+    teacher_opt = opt['train'].get('teacher') or {}
+    dtype = None if args.fp32 else teacher_dtype(teacher_opt, device)
+    specs = [parse_model(spec) for spec in args.teacher] if args.teacher else [
+        ModelSpec('teacher', dict(opt['network_t']), opt['path']['pretrain_network_t'], opt['path'].get('param_key_t'),
+                  opt['scale'])]
+    teachers = []
+    for spec in specs:
+        if spec.upscale not in (None, opt['scale']):
+            raise ValueError(f'--teacher {spec.source}: upscales x{spec.upscale}, the options file is x{opt["scale"]}')
+        net = load_model(spec).to(device)
+        runner = TeacherRunner(net, dtype, bool(teacher_opt.get('channels_last')))
+        teachers.append(Teacher(dict(spec.arch), spec.checkpoint, runner))
+    output = args.output or default_output(train_set, teachers, args.ensemble)
+    manifest = build_label_set(train_set, opt['scale'], teachers, args.ensemble, output, device,
+                               'fp32' if dtype is None else str(dtype).removeprefix('torch.'), args.tile,
+                               args.tile_overlap, args.lmdb, args.overwrite,
+                               progress=lambda items: tqdm(items, desc='teacher labels', unit='image'))
+    print(f'{output}: {manifest["count"]} labels ({args.ensemble}, {manifest["seconds"]} s on {device})'
+          + (f'; {output}.lmdb' if args.lmdb else ''))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -129,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f'{args.output}/train: {len(parts["train"])} pairs; {args.output}/val: {", ".join(parts["val"])}')
         elif args.command == 'crop':
             print(f'{crop_subimages(args.input, args.output, args.size, args.step, args.min_size)} sub-images written')
+        elif args.command == 'teacher-labels':
+            teacher_labels(args)
         else:
             prepare_photos(args.output, args.scales, args.lmdb)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -8,7 +8,7 @@ from os import path as osp
 import pytest
 import yaml
 
-from kd_plugin.ablation import runner, variants
+from kd_plugin.ablation import equal_time, runner, variants
 from kd_plugin.ablation.seed_stats import mean_std, paired_delta
 from kd_plugin.checkpoint_io import sha256
 from kd_plugin.models.kd_options import KD_INGREDIENTS
@@ -81,8 +81,12 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
     # were timed round-robin once and recorded, so every seed (and every rerun) uses the same count
     assert rows['recipe']['iterations'] == [4]
     record = json.load(open(out / 'equal_time.json'))
-    assert record['ratio'] == pytest.approx(record['recipe_step_s'] / record['student_step_s']) and record['ratio'] > 1
+    assert record['ratio'] == pytest.approx(record['recipe_iteration_s'] / record['student_iteration_s'])
+    assert record['ratio'] > 1 and record['recipe_sha256'] == equal_time.recipe_digest(
+        runner.with_overrides(yaml.safe_load(open(opt_path)), None, None))
     assert rows['no_kd_equal_time']['iterations'] == [round(4 * record['ratio'])]
+    for v in ('no_kd', 'recipe', 'no_kd_equal_time'):  # each run's measured training time is in the table
+        assert rows[v]['minutes'] > 0 and set(rows[v]['minutes_per_seed']) == {'0', '1'}
     cell = rows['recipe']['Set5_psnr']
     values = cell['values']
     assert cell['mean'] == pytest.approx((values['0'] + values['1']) / 2)
@@ -91,7 +95,8 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
     assert cell['delta']['mean'] == pytest.approx(sum(d) / 2)
     assert cell['delta']['se'] == pytest.approx(abs(d[0] - d[1]) / 2)  # std of 2 values / sqrt(2)
     table = open(out / 'ablation.md').read()
-    assert '| recipe | 4 |' in table and f'{cell["mean"]:.2f} ± {cell["std"]:.2f} ({cell["delta"]["text"]})' in table
+    assert '| recipe | 4 | ' in table and 'Equal time: the student alone trained' in table
+    assert f'{cell["mean"]:.2f} ± {cell["std"]:.2f} ({cell["delta"]["text"]})' in table
 
     again = run(cmd, timeout=900)
     assert again.returncode == 0 and again.stdout.count('finished earlier, skipped') == 6
@@ -189,3 +194,55 @@ def test_a_finished_run_from_another_teacher_or_initialisation_is_not_reused(tea
     shutil.copy(other, tmp_path / 'init.pth')
     with pytest.raises(RuntimeError, match='holds a finished run with different checkpoint_sha256'):
         runner.finished(runner.options_for(recipe, 'init_only', 0, 2, str(tmp_path)))
+
+
+def test_equal_time_is_timed_on_whole_iterations_data_loading_included(teacher, tiny_pairs):
+    """The old ratio timed optimize_parameters on a preloaded batch: data loading, a fixed part of every
+    iteration, was left out and the KD step's relative cost came out too high."""
+    import time as clock
+
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+    from basicsr.utils.registry import DATASET_REGISTRY
+
+    class _SlowPairs(PairedImageDataset):
+        def __getitem__(self, index):
+            clock.sleep(0.1)
+            return super().__getitem__(index)
+
+    if '_SlowPairs' not in DATASET_REGISTRY:
+        DATASET_REGISTRY._do_register('_SlowPairs', _SlowPairs)
+    recipe = kd_options('abl', tiny_pairs, teacher, total_iter=4)
+    recipe['datasets']['train'].update(type='_SlowPairs', batch_size_per_gpu=2, num_worker_per_gpu=0)
+    seconds = equal_time.iteration_seconds({v: variants.variant_options(recipe, v, 0) for v in ('recipe', 'no_kd')},
+                                           blocks=1, block=2)
+    assert all(s >= 0.2 for s in seconds.values()), seconds  # two samples of 0.1 s each, in every iteration
+
+
+def test_equal_time_record_is_tied_to_the_recipe_and_retimed_when_it_changes(teacher, tiny_pairs, tmp_path,
+                                                                             monkeypatch):
+    timed = []
+
+    def fake_measure(recipe):
+        timed.append(recipe['train']['total_iter'])
+        return {'recipe_sha256': equal_time.recipe_digest(recipe), 'ratio': 1.5 + len(timed)}
+
+    monkeypatch.setattr(equal_time, 'measure_ratio', fake_measure)
+    record = str(tmp_path / 'equal_time.json')
+    recipe = kd_options('abl', tiny_pairs, teacher, total_iter=4)
+    assert equal_time.equal_time_iterations(recipe, 100, record) == 250 and len(timed) == 1
+    assert equal_time.equal_time_iterations(recipe, 100, record) == 250 and len(timed) == 1  # reused
+    recipe['train']['distill_opt']['loss_weight'] = 0.5  # an edited recipe costs something else: timed again
+    assert equal_time.equal_time_iterations(recipe, 100, record) == 350 and len(timed) == 2
+    assert json.load(open(record))['recipe_sha256'] == equal_time.recipe_digest(recipe)
+
+
+def test_measured_training_time_adds_up_the_parts_of_a_resumed_run(exp_name):
+    folder = osp.join(ROOT, 'experiments', exp_name)
+    os.makedirs(folder)
+    with open(osp.join(folder, 'train_a.log'), 'w') as f:
+        f.write('2026-11-30 10:00:00,000 INFO: set-up\n2026-11-30 10:00:05,000 INFO: Start training from epoch: 0, '
+                'iter: 0\n2026-11-30 10:01:05,500 INFO: [epoch:  0, iter:     100, ...]\n')
+    with open(osp.join(folder, 'train_b.log'), 'w') as f:
+        f.write('2026-11-30 11:00:00,000 INFO: Start training from epoch: 3, iter: 100\nno stamp here\n'
+                '2026-11-30 11:00:30,000 INFO: End of training. Time consumed: 0:00:30\n')
+    assert runner.training_seconds(exp_name) == pytest.approx(60.5 + 30)

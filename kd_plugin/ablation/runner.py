@@ -5,6 +5,7 @@ table is computed.
 """
 import argparse
 import copy
+import datetime
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import torch
 import yaml
 
 import kd_plugin.ablation as package
+from kd_plugin.ablation.equal_time import equal_time_iterations
 from kd_plugin.ablation.seed_stats import mean_std, paired_delta
 from kd_plugin.ablation.variants import (
     BASELINES,
@@ -32,7 +34,7 @@ from kd_plugin.cli import Parser, fail
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.runs import PROJECT_ROOT, experiment_dir, launch_train, load_options, write_options
 
-_ITER_TIME = re.compile(r'\[eta: [^,]*, time \(data\): ([0-9.]+) ')
+_STAMP = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ')
 
 
 def logs(name: str) -> str:
@@ -80,33 +82,26 @@ def finished(opt: dict[str, Any]) -> bool:
     return True
 
 
-def seconds_per_iteration(name: str) -> float:
-    """Median training time per iteration of a finished run, from BasicSR's log lines (``time (data)``):
-    start-up, validation and checkpoint writes are not in it, and a resumed run counts all its parts."""
-    times = [float(t) for t in _ITER_TIME.findall(logs(name))]
-    if not times:
-        raise RuntimeError(f'[ablation] no iteration times in the logs of experiments/{name}')
-    return statistics.median(times)
-
-
-def equal_time_iterations(recipe: dict[str, Any], total_iter: int, record: str) -> int:
-    """Iterations the student alone runs in the time the recipe takes for ``total_iter`` iterations.
-
-    The ratio of the two step costs is measured once, both timed round-robin in one process on a batch
-    of the recipe's size (so a machine that was busier during one run than the other does not bias it),
-    and kept in ``record`` (JSON): later invocations train the equal-time baseline for the same
-    iterations, so its finished runs stay valid."""
-    if osp.isfile(record):
-        with open(record) as f:
-            saved = json.load(f)
-    else:
-        from kd_plugin.benchmark.kd_overhead import step_cost_ratio
-
-        kd, alone = step_cost_ratio(recipe)
-        saved = {'recipe_step_s': kd, 'student_step_s': alone, 'ratio': kd / alone}
-        with open(record, 'w') as f:
-            json.dump(saved, f, indent=1)
-    return max(round(total_iter * saved['ratio']), 1)
+def training_seconds(name: str) -> float:
+    """Measured wall time of a finished run's training loop, from BasicSR's log timestamps: from "Start
+    training" to the last line of each log file (a resumed run adds up its parts). Start-up before the
+    loop is not in it; data loading, checkpoint writes and everything else the loop does are."""
+    total = 0.0
+    folder = experiment_dir(name)
+    for log in sorted(f for f in os.listdir(folder) if f.startswith('train_') and f.endswith('.log')):
+        stamps, start = [], None
+        with open(osp.join(folder, log)) as f:
+            for line in f:
+                found = _STAMP.match(line)
+                if found:
+                    stamps.append(datetime.datetime.strptime(found.group(1), '%Y-%m-%d %H:%M:%S,%f'))
+                    if start is None and 'Start training from epoch' in line:
+                        start = stamps[-1]
+        if start is not None:
+            total += (stamps[-1] - start).total_seconds()
+    if not total:
+        raise RuntimeError(f'[ablation] no training time in the logs of experiments/{name}')
+    return total
 
 
 def train_run(opt: dict[str, Any], options_dir: str) -> None:
@@ -122,7 +117,7 @@ def train_run(opt: dict[str, Any], options_dir: str) -> None:
                            '(finished runs are skipped, this one resumes)')
 
 
-def plan(recipe: dict[str, Any], variants: list[str], seeds: list[int]) -> list[tuple[str, int]]:
+def plan(variants: list[str], seeds: list[int]) -> list[tuple[str, int]]:
     """Training order: seed by seed, in the order of ``variants``."""
     return [(v, s) for s in seeds for v in variants]
 
@@ -184,6 +179,7 @@ def summarise(recipe: dict[str, Any], variants: list[str], seeds: list[int], sco
         names = [run_name(recipe, v, s) for s in seeds]
         row: dict[str, Any] = {'run': v, 'seeds': seeds,
                                'minutes': statistics.mean(trained[n][1] for n in names),
+                               'minutes_per_seed': {s: trained[n][1] for s, n in zip(seeds, names)},
                                'iterations': sorted({trained[n][0] for n in names})}
         for s_name in set_names:
             for metric in ('psnr', 'ssim'):
@@ -200,10 +196,28 @@ def summarise(recipe: dict[str, Any], variants: list[str], seeds: list[int], sco
     return rows
 
 
+#: The equal-time baseline's measured training time must be within this fraction of the recipe's.
+EQUAL_TIME_TOLERANCE = 0.10
+
+
+def time_check(rows: list[dict[str, Any]]) -> str | None:
+    """A line saying how the equal-time baseline's measured training time compares with the recipe's
+    (mean over seeds), and whether it is within ±10 %; None without both rows."""
+    minutes = {r['run']: r['minutes'] for r in rows if 'minutes' in r}
+    if 'no_kd_equal_time' not in minutes or 'recipe' not in minutes:
+        return None
+    ratio = minutes['no_kd_equal_time'] / minutes['recipe']
+    verdict = 'within' if abs(ratio - 1) <= EQUAL_TIME_TOLERANCE else '**outside**'
+    return (f'Equal time: the student alone trained {minutes["no_kd_equal_time"]:.1f} min against the recipe\'s '
+            f'{minutes["recipe"]:.1f} min (measured, mean over seeds): {ratio:.2f}x, {verdict} ±'
+            f'{EQUAL_TIME_TOLERANCE:.0%}.')
+
+
 def table(rows: list[dict[str, Any]], set_names: list[str], title: str) -> str:
-    lines = [title, '', '| run | iterations | train min | ' + ' | '.join(
+    recipe_minutes = next((r['minutes'] for r in rows if r['run'] == 'recipe'), None)
+    lines = [title, '', '| run | iterations | train min | x recipe time | ' + ' | '.join(
         f'{s} PSNR mean ± std (Δ vs no_kd ± SE) / SSIM' for s in set_names) + ' |',
-        '|---|---|---|' + '---|' * len(set_names)]
+        '|---|---|---|---|' + '---|' * len(set_names)]
     for r in rows:
         cells = []
         for s in set_names:
@@ -214,8 +228,10 @@ def table(rows: list[dict[str, Any]], set_names: list[str], title: str) -> str:
             cells.append(f'{text} / {ssim["mean"]:.4f}')
         iters = ', '.join(str(i) for i in r.get('iterations', [])) or ''
         minutes = f'{r["minutes"]:.1f}' if 'minutes' in r else ''
-        lines.append(f'| {r["run"]} | {iters} | {minutes} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines) + '\n'
+        share = f'{r["minutes"] / recipe_minutes:.2f}' if 'minutes' in r and recipe_minutes else ''
+        lines.append(f'| {r["run"]} | {iters} | {minutes} | {share} | ' + ' | '.join(cells) + ' |')
+    check = time_check(rows)
+    return '\n'.join(lines + ([] if check is None else ['', check])) + '\n'
 
 
 def with_overrides(recipe: dict[str, Any], teacher: str | None, total_iter: int | None) -> dict[str, Any]:
@@ -268,15 +284,14 @@ def main(argv: list[str] | None = None) -> int:
               'other variants run without one, as the file says', flush=True)
     out = args.output or osp.join(PROJECT_ROOT, 'results', f'ablation_{recipe["name"]}')
     os.makedirs(osp.join(out, 'options'), exist_ok=True)
-    runs = plan(recipe, variants, args.seeds)
+    runs = plan(variants, args.seeds)
     if 'no_kd_equal_time' in variants:  # timed once, before any training, so parallel invocations share it
         equal_time_iterations(recipe, iters, osp.join(out, 'equal_time.json'))
     trained = {}
     for variant, seed in runs:
         opt = options_for(recipe, variant, seed, iters, out)
         train_run(opt, osp.join(out, 'options'))
-        run_iters = opt['train']['total_iter']
-        trained[opt['name']] = (run_iters, seconds_per_iteration(opt['name']) * run_iters / 60)
+        trained[opt['name']] = (opt['train']['total_iter'], training_seconds(opt['name']) / 60)
     set_names = [osp.basename(osp.normpath(s)) for s in args.sets]
     scores = score(recipe, runs, args.sets, args.data_root, osp.join(out, 'scores.json'))
     variants = list(dict.fromkeys(v for v, _ in runs))
@@ -285,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
              f'({osp.basename(args.opt)}), {iters} iterations (equal-time baseline: see its row), seeds '
              f'{", ".join(map(str, args.seeds))}; Y-PSNR (dB) mean ± sample std over seeds, Δ = mean paired '
              f'difference to no_kd ± its standard error ("within noise" when |Δ| < 2 SE); SSIM mean; crop '
-             f'{recipe["scale"]}, grey images on their own channel; train min = median time per iteration x '
-             'iterations.')
+             f'{recipe["scale"]}, grey images on their own channel; train min = measured wall time of the training '
+             'loop (log timestamps), mean over seeds.')
     text = table(rows, set_names, title)
     with open(osp.join(out, 'ablation.md'), 'w') as f:
         f.write(text)

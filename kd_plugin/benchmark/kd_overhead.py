@@ -73,19 +73,6 @@ def model_options(kd_opt: dict[str, Any], teacher_path: str, device: str, varian
     return opt
 
 
-def step_cost_ratio(kd_opt: dict[str, Any], runs: int = 5) -> tuple[float, float]:
-    """Seconds per step of the file's whole recipe and of its student alone, timed round-robin in this
-    process on one batch of the file's size (random teacher weights: cost does not depend on them)."""
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    with tempfile.TemporaryDirectory() as tmp:
-        teacher_path = _random_teacher(kd_opt, tmp)
-        data = _batch(kd_opt, device, None, None)
-        step = _stepper()
-        fns = {v: step(_build(kd_opt, teacher_path, device, v, data)) for v in ('recipe', 'student')}
-        row = interleaved_medians(fns, torch.device(device), warmup=1, runs=runs, grad=True)
-    return row['recipe'], row['student']
-
-
 def _random_teacher(kd_opt: dict[str, Any], folder: str) -> str:
     """A checkpoint of the file's teacher arch with seeded random weights, written in ``folder``."""
     path = os.path.join(folder, 'teacher.pth')

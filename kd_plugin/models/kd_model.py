@@ -61,8 +61,12 @@ class KDModel(SRModel):
     One optimizer step per iteration, whatever the terms.
 
     The teacher's forward pass runs once per step under ``no_grad`` (optionally bf16/fp16 autocast
-    and channels_last, ``train.teacher``); all losses share it. Forward adaptation reuses that pass's
-    head and reruns only the teacher's layers after ``l`` (:class:`TailRunner`). The teacher is never
+    and channels_last, ``train.teacher``); all losses share it. With cached whole-image labels in the
+    batch (``KDPairedImageDataset``'s ``teacher``, from ``prepare teacher-labels``), output distillation
+    and label consistency compare with the label instead, and the teacher runs only for the terms that
+    need it live (:meth:`needs_live_teacher`): a cached-label recipe without them never runs it in a step.
+    Forward adaptation reuses that pass's head and reruns only the teacher's layers after ``l``
+    (:class:`TailRunner`). The teacher is never
     wrapped in DDP. Student and teacher features are captured by forward hooks on dotted layer names
     (:class:`FeatureRecorder`); the adapters ``A`` are one module, ``net_adapters``, built by
     :func:`wire`, with its own optimizer and ``net_adapters_<iter>.pth`` checkpoint, kept identical on
@@ -157,6 +161,20 @@ class KDModel(SRModel):
             self.optimizers.append(self.optimizer_adapters)
 
     # ----------------------------------------------------------------- training
+    def feed_data(self, data: dict[str, torch.Tensor]) -> None:
+        """SRModel's ``lq``/``gt``, plus ``teacher``: the batch's cached teacher labels ``[B, C, s*h, s*w]``
+        (``KDPairedImageDataset`` with ``dataroot_teacher``), or None."""
+        super().feed_data(data)
+        self.teacher_label = data['teacher'].to(self.device) if 'teacher' in data else None
+
+    def needs_live_teacher(self) -> bool:
+        """Whether this step runs the teacher: without cached labels always; with them only for the terms
+        that need it live (feature matching, forward adaptation, zoom-in, zoom-out). Output distillation and
+        label consistency use the cached label."""
+        if self.teacher_label is None or self.cri_feat or self.cri_fwd:
+            return True
+        return bool(self.upcycle) and any(name in self.upcycle.parts for name in ('zoom_in', 'zoom_out'))
+
     def teacher_forward(self, lq: torch.Tensor) -> torch.Tensor:
         """The teacher's SR output ``[B, C, s*h, s*w]`` for ``lq`` ``[B, C, h, w]`` in the configured fast
         path (no autograd context is set here). Sides that are not multiples of ``train.teacher.pad_to``
@@ -176,9 +194,14 @@ class KDModel(SRModel):
             self.optimizer_adapters.zero_grad()
         with self.student_recorder.recording():
             self.output = self.net_g(self.lq)
-        tail = self.teacher_tail.recording() if self.teacher_tail else nullcontext()
-        with torch.no_grad(), self.teacher_recorder.recording(), tail:
-            teacher_out = self.teacher_forward(self.lq).float()
+        live = None
+        if self.needs_live_teacher():
+            tail = self.teacher_tail.recording() if self.teacher_tail else nullcontext()
+            with torch.no_grad(), self.teacher_recorder.recording(), tail:
+                live = self.teacher_forward(self.lq).float()
+        # the output terms take the cached whole-image label when the batch has one; forward adaptation
+        # compares the teacher's tail with the teacher's own pass on this patch
+        teacher_out = self.teacher_label if self.teacher_label is not None else live
 
         losses = OrderedDict()
         if self.cri_pix:
@@ -193,7 +216,7 @@ class KDModel(SRModel):
         if self.cri_feat:
             losses['l_feat'] = self.cri_feat(*self._adapted_features())
         if self.cri_fwd:
-            losses['l_fwd'] = self.cri_fwd(self._forward_adaptation(), teacher_out)
+            losses['l_fwd'] = self.cri_fwd(self._forward_adaptation(), live)
         self.teacher_recorder.clear()
         self.student_recorder.clear()
         if self.teacher_tail:

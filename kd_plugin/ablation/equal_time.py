@@ -1,0 +1,141 @@
+"""Equal time: how many iterations the student alone trains in the time the recipe takes.
+
+The cost of an iteration is measured as BasicSR's training loop runs it: the next batch from the run's
+own data loader (its dataset, workers, augmentation), ``update_learning_rate``, ``feed_data`` and
+``optimize_parameters``. Timing the optimizer step alone on a preloaded batch leaves out data loading,
+a fixed part of every iteration, and overstated a KD step's relative cost (the equal-time baseline got
+about 1.8x the recipe's time).
+
+The recipe and the student alone are timed block by block in turn, in one process, so that a machine
+that is busier during one block than another does not bias the ratio; the first iterations of each
+block, which read batches the loader prefetched while the other run was timed, are not counted.
+"""
+import copy
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from os import path as osp
+from typing import Any
+
+import torch
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.data.data_sampler import EnlargedSampler
+from basicsr.models import build_model
+
+from kd_plugin.ablation.variants import variant_options
+from kd_plugin.runs import PROJECT_ROOT
+
+
+def recipe_digest(recipe: dict[str, Any]) -> str:
+    """SHA-256 of the recipe's options (canonical JSON): an edited recipe is timed again."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _from_root(path: str | None) -> str | None:
+    return path if path is None or osp.isabs(path) else osp.join(PROJECT_ROOT, path)
+
+
+def in_process(opt: dict[str, Any], models_dir: str) -> dict[str, Any]:
+    """``opt`` completed as BasicSR's ``parse_options`` would for a single-process training run on this
+    machine, checkpoints under ``models_dir`` and every path read from the project root (where runs start)."""
+    opt = copy.deepcopy(opt)
+    cuda = torch.cuda.is_available()
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=1 if cuda else 0)
+    opt.setdefault('manual_seed', 0)
+    for key, value in list(opt['path'].items()):
+        if key.startswith('pretrain_network'):
+            opt['path'][key] = _from_root(value)
+    opt['path'].update(models=models_dir, training_states=models_dir, resume_state=None)
+    train_set = opt['datasets']['train']
+    train_set.update(phase='train', scale=opt['scale'])
+    for key in [k for k in train_set if k.startswith('dataroot_')]:
+        train_set[key] = _from_root(train_set[key])
+    if 'meta_info_file' in train_set:
+        train_set['meta_info_file'] = _from_root(train_set['meta_info_file'])
+    return opt
+
+
+def _batches(opt: dict[str, Any]) -> Iterator[dict[str, torch.Tensor]]:
+    """The run's training batches, epoch after epoch, from BasicSR's own dataset, sampler and loader."""
+    dataset_opt = opt['datasets']['train']
+    dataset = build_dataset(dataset_opt)
+    sampler = EnlargedSampler(dataset, 1, 0, dataset_opt.get('dataset_enlarge_ratio', 1))
+    loader = build_dataloader(dataset, dataset_opt, num_gpu=opt['num_gpu'], dist=False, sampler=sampler,
+                              seed=opt['manual_seed'])
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+class _Run:
+    """One run's model and data, stepped exactly as ``basicsr/train.py``'s loop steps it."""
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        torch.manual_seed(opt['manual_seed'])
+        self.model = build_model(opt)
+        self.batches = _batches(opt)
+        self.warmup = opt['train'].get('warmup_iter', -1)
+        self.iteration = 0
+
+    def step(self) -> None:
+        batch = next(self.batches)
+        self.iteration += 1
+        self.model.update_learning_rate(self.iteration, warmup_iter=self.warmup)
+        self.model.feed_data(batch)
+        self.model.optimize_parameters(self.iteration)
+
+
+def iteration_seconds(opts: dict[str, dict[str, Any]], blocks: int = 3, block: int = 10,
+                      skip: int | None = None) -> dict[str, float]:
+    """Seconds per whole training iteration of each run in ``opts`` (``{label: run options}``), the median
+    over ``blocks`` rounds; each round times ``block`` consecutive iterations of every run in turn after
+    ``skip`` uncounted ones (default: the loader's prefetched batches plus one)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {label: _Run(in_process(opt, tmp)) for label, opt in opts.items()}
+        if skip is None:
+            workers = max(opt['datasets']['train'].get('num_worker_per_gpu', 0) for opt in opts.values())
+            skip = 2 * workers + 1  # DataLoader's default prefetch_factor is 2 batches per worker
+        times: dict[str, list[float]] = {label: [] for label in runs}
+        for _ in range(blocks):
+            for label, run in runs.items():
+                for _ in range(skip):
+                    run.step()
+                start = time.perf_counter()
+                for _ in range(block):
+                    run.step()
+                times[label].append((time.perf_counter() - start) / block)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def measure_ratio(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The record :func:`equal_time_iterations` keeps: both runs' seconds per iteration and their ratio."""
+    seconds = iteration_seconds({'recipe': variant_options(recipe, 'recipe', recipe.get('manual_seed') or 0),
+                                 'student': variant_options(recipe, 'no_kd', recipe.get('manual_seed') or 0)})
+    return {'recipe_sha256': recipe_digest(recipe), 'recipe_iteration_s': seconds['recipe'],
+            'student_iteration_s': seconds['student'], 'ratio': seconds['recipe'] / seconds['student'],
+            'measured': 'whole training iterations (data loading, feed_data, scheduler, optimizer step), '
+                        'timed block by block in turn in one process', 'threads': torch.get_num_threads()}
+
+
+def equal_time_iterations(recipe: dict[str, Any], total_iter: int, record: str) -> int:
+    """Iterations the student alone runs in the time the recipe takes for ``total_iter`` iterations.
+
+    The ratio of the two iteration costs is measured once and kept in ``record`` (JSON) with the recipe's
+    digest: later invocations with the same recipe train the equal-time baseline for the same iterations
+    (so its finished runs stay valid), and an edited recipe is timed again."""
+    saved = None
+    if osp.isfile(record):
+        with open(record) as f:
+            saved = json.load(f)
+    if not saved or saved.get('recipe_sha256') != recipe_digest(recipe):
+        saved = measure_ratio(recipe)
+        os.makedirs(osp.dirname(osp.abspath(record)), exist_ok=True)
+        with open(record, 'w') as f:
+            json.dump(saved, f, indent=1)
+    return max(round(total_iter * saved['ratio']), 1)

@@ -1,0 +1,80 @@
+"""``KDPairedImageDataset``: BasicSR's paired dataset with a cached teacher label beside each GT image."""
+from os import path as osp
+from typing import Any
+
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.data.transforms import augment, paired_random_crop
+from basicsr.utils import FileClient, bgr2ycbcr, imfrombytes, img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+from torchvision.transforms.functional import normalize
+
+#: The option that names the label folder (or LMDB) of ``python -m kd_plugin.prepare teacher-labels``.
+LABEL_ROOT = 'dataroot_teacher'
+
+
+def label_location(gt_path: str, root: str, backend: str) -> str:
+    """Where the label of GT image ``gt_path`` lives: the LMDB key (the GT's key, its file stem) or
+    ``<root>/<GT stem>.png`` (labels are PNG whatever the GT's format)."""
+    if backend == 'lmdb':
+        return gt_path
+    return osp.join(root, osp.splitext(osp.basename(gt_path))[0] + '.png')
+
+
+@DATASET_REGISTRY.register()
+class KDPairedImageDataset(PairedImageDataset):
+    """``PairedImageDataset`` plus ``dataroot_teacher``: whole-image teacher outputs ``T(x)``, one per GT image,
+    named like it (disk: ``<stem>.png``; LMDB: the GT's key), as ``prepare teacher-labels`` writes them.
+
+    Each training sample's label gets the GT's random crop and the same flips/rotation (BasicSR's
+    ``paired_random_crop`` and ``augment`` on the list ``[gt, label]``), so ``label[i] = T(x)`` at exactly
+    the GT patch's place. The sample dict adds ``'teacher'``: ``[C, gt_size, gt_size]`` float in [0, 1], the
+    GT's layout. Without ``dataroot_teacher`` (e.g. validation) it is ``PairedImageDataset``.
+
+    Every other option is ``PairedImageDataset``'s (``io_backend`` disk or lmdb for all three roots,
+    ``filename_tmpl``, ``meta_info_file``, ``color``, ``mean``/``std``); DDP, workers and ``prefetch_mode``
+    work unchanged because the label is one more image of the same sample.
+    """
+
+    def __init__(self, opt: dict[str, Any]) -> None:
+        super().__init__(opt)
+        self.label_root = opt.get(LABEL_ROOT)
+        if not self.label_root:
+            return
+        backend = self.io_backend_opt['type']
+        if backend == 'lmdb':
+            self.io_backend_opt['db_paths'] = [*self.io_backend_opt['db_paths'], self.label_root]
+            self.io_backend_opt['client_keys'] = [*self.io_backend_opt['client_keys'], 'teacher']
+        for item in self.paths:
+            item['teacher_path'] = label_location(item['gt_path'], self.label_root, backend)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not self.label_root:
+            return super().__getitem__(index)
+        if self.file_client is None:
+            self.file_client = FileClient(self.io_backend_opt.pop('type'), **self.io_backend_opt)
+        scale = self.opt['scale']
+        item = self.paths[index]
+        img_gt = imfrombytes(self.file_client.get(item['gt_path'], 'gt'), float32=True)
+        img_lq = imfrombytes(self.file_client.get(item['lq_path'], 'lq'), float32=True)
+        img_label = imfrombytes(self.file_client.get(item['teacher_path'], 'teacher'), float32=True)
+        if img_label.shape != img_gt.shape:
+            raise ValueError(f'{LABEL_ROOT}: label {item["teacher_path"]} is {img_label.shape[1]}x'
+                             f'{img_label.shape[0]}, its GT {item["gt_path"]} {img_gt.shape[1]}x{img_gt.shape[0]}. '
+                             'Fix: rebuild the labels with python -m kd_plugin.prepare teacher-labels -opt <this file> '
+                             '--overwrite')
+        if self.opt['phase'] == 'train':
+            (img_gt, img_label), img_lq = paired_random_crop([img_gt, img_label], img_lq, self.opt['gt_size'], scale,
+                                                             item['gt_path'])
+            img_gt, img_label, img_lq = augment([img_gt, img_label, img_lq], self.opt['use_hflip'],
+                                                self.opt['use_rot'])
+        if self.opt.get('color') == 'y':
+            img_gt, img_label, img_lq = (bgr2ycbcr(img, y_only=True)[..., None] for img in (img_gt, img_label, img_lq))
+        if self.opt['phase'] != 'train':
+            img_gt = img_gt[0:img_lq.shape[0] * scale, 0:img_lq.shape[1] * scale, :]
+            img_label = img_label[0:img_lq.shape[0] * scale, 0:img_lq.shape[1] * scale, :]
+        img_gt, img_label, img_lq = img2tensor([img_gt, img_label, img_lq], bgr2rgb=True, float32=True)
+        if self.mean is not None or self.std is not None:
+            for img in (img_lq, img_gt, img_label):
+                normalize(img, self.mean, self.std, inplace=True)
+        return {'lq': img_lq, 'gt': img_gt, 'teacher': img_label, 'lq_path': item['lq_path'],
+                'gt_path': item['gt_path'], 'teacher_path': item['teacher_path']}

@@ -1,0 +1,211 @@
+"""Cached teacher labels on disk: building a label set once, its manifest, and the checks a run makes.
+
+A label set is a folder of 8-bit PNGs, one per training image, named after the GT image's stem, with
+``manifest.json``; ``--lmdb`` adds ``<folder>.lmdb`` (BasicSR's LMDB, keys = stems, the same manifest
+inside). ``datasets.train.dataroot_teacher`` of a ``KDPairedImageDataset`` points at either.
+
+The manifest says what made the labels (each teacher's arch and checkpoint SHA-256, the scale, the
+ensemble, tiling, precision, the LR source) and for which images (their count and names), so that a
+run can refuse labels that do not belong to its options before it trains.
+"""
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from os import path as osp
+from typing import Any
+
+import numpy as np
+import torch
+from basicsr.data.data_util import paired_paths_from_folder, paired_paths_from_lmdb, paired_paths_from_meta_info_file
+from basicsr.utils import FileClient, imfrombytes, img2tensor
+from PIL import Image
+
+from kd_plugin.checkpoint_io import sha256
+from kd_plugin.data.image_io import name_difference, write_image
+from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
+from kd_plugin.data.lmdb_builder import build_lmdb
+from kd_plugin.distill.teacher_labels import label
+
+MANIFEST = 'manifest.json'
+#: Manifest fields that must agree for a partial label set to be continued.
+_SIGNATURE = ('teachers', 'scale', 'ensemble', 'tile', 'tile_overlap', 'precision', 'lr_source', 'names')
+
+
+@dataclass
+class Teacher:
+    """One teacher of a label set: its arch options, checkpoint and the forward that labels with it."""
+    arch: dict[str, Any]
+    checkpoint: str
+    forward: Callable[[torch.Tensor], torch.Tensor]
+
+
+def training_pairs(train_set: dict[str, Any]) -> list[dict[str, str]]:
+    """The training set's pairs as BasicSR's ``PairedImageDataset`` lists them: ``[{'lq_path', 'gt_path'}]``
+    (file paths, or LMDB keys with ``io_backend: lmdb``)."""
+    folders = [train_set['dataroot_lq'], train_set['dataroot_gt']]
+    tmpl = train_set.get('filename_tmpl', '{}')
+    if train_set['io_backend']['type'] == 'lmdb':
+        return paired_paths_from_lmdb(folders, ['lq', 'gt'])
+    if train_set.get('meta_info_file'):
+        return paired_paths_from_meta_info_file(folders, ['lq', 'gt'], train_set['meta_info_file'], tmpl)
+    return paired_paths_from_folder(folders, ['lq', 'gt'], tmpl)
+
+
+def stem(path: str) -> str:
+    return osp.splitext(osp.basename(path))[0]
+
+
+def default_output(train_set: dict[str, Any], teachers: list[Teacher], ensemble: str) -> str:
+    """``<folder of dataroot_gt>/labels_<teacher checkpoint stems>_<ensemble>``."""
+    stems = '+'.join(stem(t.checkpoint) for t in teachers)
+    return osp.join(osp.dirname(osp.normpath(train_set['dataroot_gt'])), f'labels_{stems}_{ensemble}')
+
+
+def read_manifest(root: str) -> dict[str, Any] | None:
+    path = osp.join(root, MANIFEST)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_manifest(root: str, manifest: dict[str, Any]) -> None:
+    tmp = osp.join(root, MANIFEST + '.tmp')
+    with open(tmp, 'w') as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(tmp, osp.join(root, MANIFEST))
+
+
+def build_label_set(train_set: dict[str, Any], scale: int, teachers: list[Teacher], ensemble: str, output: str,
+                    device: torch.device, precision: str, tile: int = 0, tile_overlap: int = 16,
+                    lmdb: bool = False, overwrite: bool = False,
+                    progress: Callable[[Iterable], Iterable] = lambda x: x) -> dict[str, Any]:
+    """Label every whole LR image of ``train_set`` and write the label set to ``output`` (and
+    ``<output>.lmdb``); returns the manifest.
+
+    Labels go to ``<output>.partial`` first, each PNG under a temporary name then renamed, so an
+    interrupted build continues where it stopped (same teachers and settings, else an error) and a
+    finished ``output`` is never touched unless ``overwrite``, and then only replaced once the new set is
+    complete. Everything that can be refused is refused before the first label is written."""
+    pairs = training_pairs(train_set)
+    manifest = {
+        'teachers': [{'arch': t.arch, 'checkpoint': t.checkpoint, 'sha256': sha256(t.checkpoint)} for t in teachers],
+        'scale': scale, 'ensemble': ensemble, 'tile': tile, 'tile_overlap': tile_overlap, 'precision': precision,
+        'lr_source': {'dataroot_lq': train_set['dataroot_lq'], 'io_backend': train_set['io_backend']['type']},
+        'count': len(pairs), 'names': sorted(stem(p['gt_path']) for p in pairs),
+    }
+    lmdb_path = output + '.lmdb'
+    for done in [output] + ([lmdb_path] if lmdb else []):
+        if osp.exists(done) and not overwrite:
+            raise FileExistsError(f'--output: {done} already exists (a finished label set is kept). Fix: pass '
+                                  '--overwrite to replace it once the new one is complete, or choose another --output')
+    partial = output + '.partial'
+    earlier = read_manifest(partial)
+    if earlier is not None:
+        differ = [k for k in _SIGNATURE if earlier.get(k) != manifest[k]]
+        if differ:
+            raise ValueError(f'{partial} holds an unfinished label set made with other {", ".join(differ)}. Fix: '
+                             'delete that folder, or rerun with the same options')
+    os.makedirs(partial, exist_ok=True)
+    _write_manifest(partial, dict(manifest, complete=False))
+
+    start = time.time()
+    client = FileClient(**_client_options(train_set))
+    for pair in progress(pairs):
+        target = osp.join(partial, stem(pair['gt_path']) + '.png')
+        if osp.isfile(target):
+            continue
+        lq = img2tensor(imfrombytes(client.get(pair['lq_path'], 'lq'), float32=True), bgr2rgb=True, float32=True)
+        out = label([t.forward for t in teachers], lq[None].to(device), scale, ensemble, tile, tile_overlap)[0]
+        img = (out.clamp(0, 1).cpu().permute(1, 2, 0).numpy()[:, :, ::-1] * 255.0).round().astype(np.uint8)
+        tmp = target[:-len('.png')] + '.tmp.png'
+        write_image(tmp, img)
+        os.replace(tmp, target)
+    manifest.update(complete=True, seconds=round(time.time() - start + (earlier or {}).get('seconds', 0), 1),
+                    device=str(device))
+    _write_manifest(partial, manifest)
+    if osp.exists(output):
+        shutil.rmtree(output)
+    os.replace(partial, output)
+    if lmdb:
+        build_lmdb(output, lmdb_path, overwrite=overwrite)
+        shutil.copy(osp.join(output, MANIFEST), osp.join(lmdb_path, MANIFEST))
+    return manifest
+
+
+def _client_options(train_set: dict[str, Any]) -> dict[str, Any]:
+    backend = dict(train_set['io_backend'])
+    if backend['type'] == 'lmdb':
+        backend.update(db_paths=[train_set['dataroot_lq']], client_keys=['lq'])
+    return {'backend': backend.pop('type'), **backend}
+
+
+# ----------------------------------------------------------------------------- checks before a run
+def _sizes(root: str, names: list[str], backend: str) -> dict[str, tuple[int, int]]:
+    """``{stem: (width, height)}`` of the images ``names`` (stems) in a folder or an LMDB (its meta_info)."""
+    if backend == 'lmdb' or root.endswith('.lmdb'):
+        sizes = {}
+        with open(osp.join(root, 'meta_info.txt')) as f:
+            for line in f:
+                name, shape = line.split()[:2]
+                h, w = (int(v) for v in shape.strip('()').split(',')[:2])
+                sizes[stem(name)] = (w, h)
+        return sizes
+    files = {stem(n): n for n in os.listdir(root)}
+    sizes = {}
+    for name in names:
+        if name in files:
+            with Image.open(osp.join(root, files[name])) as im:
+                sizes[name] = im.size
+    return sizes
+
+
+def check_label_set(opt: dict[str, Any], sha_of: Callable[[str], str] = sha256) -> None:
+    """Refuse, naming the fix, a ``dataroot_teacher`` that does not belong to this run: on a model that is not
+    ``KDModel``; a label set without a finished manifest; one made at another scale, by another teacher
+    (checkpoint SHA-256), or for other images; a missing label or one of another size than its GT."""
+    train_set = (opt.get('datasets') or {}).get('train') or {}
+    root = train_set.get(LABEL_ROOT)
+    if not root:
+        return
+    fix = 'Fix: python -m kd_plugin.prepare teacher-labels -opt <this options file>'
+    if opt.get('model_type') != 'KDModel':
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: teacher labels are read by KDModel only, and model_type is '
+                         f'{opt.get("model_type")!r}. Fix: model_type: KDModel, or remove {LABEL_ROOT}')
+    if train_set.get('type') != 'KDPairedImageDataset':
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: only KDPairedImageDataset reads labels; type is '
+                         f'{train_set.get("type")!r}. Fix: type: KDPairedImageDataset')
+    manifest = read_manifest(root)
+    if manifest is None or not manifest.get('complete'):
+        state = 'has no manifest.json' if manifest is None else 'is unfinished'
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: {root!r} {state}. {fix}')
+    if manifest['scale'] != opt['scale']:
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} are x{manifest["scale"]}, this run is '
+                         f'x{opt["scale"]}. {fix}')
+    teacher = opt['path'].get('pretrain_network_t')
+    if teacher and osp.isfile(teacher):
+        made_by = {t['sha256'] for t in manifest['teachers']}
+        if sha_of(teacher) not in made_by:
+            raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} were made by '
+                             f'{", ".join(t["checkpoint"] for t in manifest["teachers"])} (SHA-256 '
+                             f'{", ".join(sorted(s[:12] for s in made_by))}...), not by path.pretrain_network_t '
+                             f'{teacher!r}. {fix}')
+    pairs = training_pairs(train_set)
+    names = sorted(stem(p['gt_path']) for p in pairs)
+    if names != manifest['names']:
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} are for other images than '
+                         f'dataroot_gt ({name_difference(names, manifest["names"], ("dataroot_gt", "the labels"))}). '
+                         f'{fix}')
+    backend = train_set['io_backend']['type']
+    gt_sizes = _sizes(train_set['dataroot_gt'], names, backend)
+    label_sizes = _sizes(root, names, backend)
+    for name in names:
+        if name not in label_sizes:
+            raise ValueError(f'datasets.train.{LABEL_ROOT}: no label for {name!r} in {root!r}. {fix} --overwrite')
+        if label_sizes[name] != gt_sizes.get(name):
+            raise ValueError(f'datasets.train.{LABEL_ROOT}: label {name!r} is {label_sizes[name][0]}x'
+                             f'{label_sizes[name][1]}, its GT {gt_sizes.get(name)[0]}x{gt_sizes.get(name)[1]}. '
+                             f'{fix} --overwrite')
