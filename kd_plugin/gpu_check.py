@@ -10,6 +10,7 @@ would not fit is recorded as skipped), on one CUDA device it
    of HDRNet, DeformableHDRNet, EDSR (32x4), SRVGGNetCompact and ECBSR (M4C16) at LR 480x270, x4;
 3. runs ``kd_overhead`` for both T91 KD options files;
 4. times the student exported to ONNX in onnxruntime's CUDA provider, when it is installed;
+5. builds x8 whole-image teacher labels (``prepare teacher-labels``' code) with the shipped HDRNet teacher;
 
 and writes ``gpu_check.json`` and ``gpu_check.md`` after every step (a step cut short leaves the
 earlier results). ``--smoke`` runs the same code paths on the CPU with tiny sizes (CI runs it); without
@@ -190,6 +191,35 @@ def onnxruntime_cuda(smoke: bool, budget: Budget) -> dict[str, Any]:
     return {'provider': provider, 'ms': seconds * 1e3}
 
 
+def teacher_labels(work: str, smoke: bool, budget: Budget) -> dict[str, Any]:
+    """Step 5: ``prepare teacher-labels``' label building (x8 self-ensemble, fp32) with the shipped HDRNet
+    teacher on whole images (random weights in a smoke run); its speed in LR megapixels per second."""
+    from kd_plugin.data.label_cache import Teacher, build_label_set
+    from kd_plugin.distill.teacher_labels import TeacherRunner
+    from kd_plugin.model_loading import ModelSpec, load_model
+
+    size, count = (64, 2) if smoke else (384, 16)  # crops of the 512 px astronaut
+    data = tiny_pairs(osp.join(work, 'label_pairs'), 4, size, count)
+    arch = {'type': 'HDRNet', 'upscale': 4}
+    checkpoint = osp.join(PROJECT_ROOT, TEACHER)
+    if smoke or not osp.isfile(checkpoint):
+        from kd_plugin.archs.build import construct_network
+
+        checkpoint = osp.join(work, 'label_teacher.pth')
+        torch.save({'params': construct_network(dict(arch)).state_dict()}, checkpoint)
+    device = torch.device('cuda' if torch.cuda.is_available() and not smoke else 'cpu')
+    net = load_model(ModelSpec('teacher', dict(arch), checkpoint, 'params')).to(device)
+    train_set = {'dataroot_gt': osp.join(data, 'HR'), 'dataroot_lq': osp.join(data, 'LR'),
+                 'io_backend': {'type': 'disk'}}
+    start = time.time()
+    manifest = build_label_set(train_set, 4, [Teacher(arch, checkpoint, TeacherRunner(net))], 'x8',
+                               osp.join(work, 'labels'), device, 'fp32')
+    seconds = time.time() - start
+    megapixels = count * (size // 4) ** 2 / 1e6
+    return {'device': str(device), 'images': manifest['count'], 'lr_side': size // 4, 'ensemble': 'x8',
+            'seconds': seconds, 'lr_megapixels_per_s': megapixels / seconds}
+
+
 def report(results: dict[str, Any]) -> str:
     """``gpu_check.md``: one table per step."""
     env = results['environment']
@@ -221,6 +251,10 @@ def report(results: dict[str, Any]) -> str:
     ort = results.get('onnxruntime')
     if ort:
         lines += ['## onnxruntime', '', json.dumps(ort), '']
+    labels = results.get('teacher_labels')
+    if labels:
+        lines += ['## Teacher labels (prepare teacher-labels: HDRNet, x8, fp32, whole images)', '',
+                  json.dumps(labels), '']
     return '\n'.join(lines)
 
 
@@ -251,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, step in (('kd_training', lambda: kd_training(work, args.output, args.smoke, budget)),
                            ('arch_costs', lambda: arch_costs(args.smoke, budget)),
                            ('kd_overhead', lambda: overheads(args.smoke, budget)),
-                           ('onnxruntime', lambda: onnxruntime_cuda(args.smoke, budget))):
+                           ('onnxruntime', lambda: onnxruntime_cuda(args.smoke, budget)),
+                           ('teacher_labels', lambda: teacher_labels(work, args.smoke, budget))):
             if budget.left < 10:
                 results[name] = {'skipped': 'time budget'}
                 continue

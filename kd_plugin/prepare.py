@@ -35,8 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     lr = sub.add_parser('lr', help='HR folder -> OUT/X{s}/HR (modcropped) and OUT/X{s}/LR (MATLAB bicubic)',
                         description='Make LR images exactly like the standard SR benchmarks: modcrop, then '
-                        'MATLAB imresize bicubic (antialiased, uint8 rounding after each pass).')
-    lr.add_argument('--input', required=True, help='folder of HR images')
+                        'MATLAB imresize bicubic (antialiased, uint8 rounding after each pass). Reads PNG, JPEG '
+                        '(e.g. BSD400\'s originals), BMP and the other formats OpenCV reads; always writes lossless '
+                        'PNG pairs named <stem>.png.')
+    lr.add_argument('--input', required=True, help='folder of HR images (PNG, JPEG, BMP, ...)')
     lr.add_argument('--output', required=True, help='writes OUTPUT/X{s}/HR and OUTPUT/X{s}/LR')
     lr.add_argument('--scales', type=_scales, nargs='+', default=[4], help='e.g. --scales 2 3 4 (default: 4)')
     lr.add_argument('--overwrite', action='store_true', help='replace existing output files')

@@ -96,7 +96,9 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
     assert cell['delta']['se'] == pytest.approx(abs(d[0] - d[1]) / 2)  # std of 2 values / sqrt(2)
     table = open(out / 'ablation.md').read()
     assert '| recipe | 4 | ' in table and 'Equal time: the student alone trained' in table
-    assert f'{cell["mean"]:.2f} ± {cell["std"]:.2f} ({cell["delta"]["text"]})' in table
+    assert cell['delta_equal_time']['text'] and 'delta_equal_time' not in rows['no_kd_equal_time']['Set5_psnr']
+    assert (f'{cell["mean"]:.2f} ± {cell["std"]:.2f} ({cell["delta"]["text"]}; equal time '
+            f'{cell["delta_equal_time"]["text"]})') in table
 
     again = run(cmd, timeout=900)
     assert again.returncode == 0 and again.stdout.count('finished earlier, skipped') == 6
@@ -246,3 +248,21 @@ def test_measured_training_time_adds_up_the_parts_of_a_resumed_run(exp_name):
         f.write('2026-11-30 11:00:00,000 INFO: Start training from epoch: 3, iter: 100\nno stamp here\n'
                 '2026-11-30 11:00:30,000 INFO: End of training. Time consumed: 0:00:30\n')
     assert runner.training_seconds(exp_name) == pytest.approx(60.5 + 30)
+
+
+def test_a_cached_label_recipe_is_ablated_against_baselines_without_labels(teacher, tiny_pairs, tmp_path):
+    recipe = kd_options('abl', tiny_pairs, teacher)
+    recipe['datasets']['train'].update(type='KDPairedImageDataset', dataroot_teacher=str(tmp_path / 'labels'))
+    assert 'online_labels' in variants.available_variants(recipe)
+    assert 'online_labels' not in variants.default_variants(recipe)
+    for v in ('no_kd', 'no_kd_equal_time', 'online_labels'):
+        train_set = variants.variant_options(recipe, v, 0)['datasets']['train']
+        assert train_set['type'] == 'PairedImageDataset' and 'dataroot_teacher' not in train_set, v
+    online = variants.variant_options(recipe, 'online_labels', 0)
+    assert online['model_type'] == 'KDModel' and online['train'] == recipe['train']
+    assert variants.variant_options(recipe, 'recipe', 0)['datasets'] == recipe['datasets']
+    os.makedirs(tmp_path / 'labels')
+    json.dump({'ensemble': 'x8', 'count': 4, 'seconds': 12.5, 'device': 'cpu'},
+              open(tmp_path / 'labels' / 'manifest.json', 'w'))
+    note = runner.labels_note(recipe)
+    assert 'built once in 12.5 s on cpu' in note and 'not in any run\'s train min' in note

@@ -16,7 +16,7 @@ def tiny_kd_options() -> dict:
 def test_kd_overhead_measures_every_path_and_reports_ratios():
     row = kd_overhead.measure(tiny_kd_options(), 'cpu', runs=2, threads=1)
     for key in ('student', 'kd', 'kd_fwd', 'teacher', 'teacher_fp32', 'teacher_fast', 'up_zoom_in', 'up_zoom_out',
-                'up_consistency', 'recipe'):
+                'up_consistency', 'recipe', 'cached'):
         assert row[key] > 0, key
     for key in ('student', 'teacher', 'kd', 'recipe'):
         assert row[f'{key}_peak_mib'] >= 0, key
@@ -26,6 +26,8 @@ def test_kd_overhead_measures_every_path_and_reports_ratios():
     assert abs(ratio - row['kd'] / (row['student'] + row['teacher'])) < 1e-3
     extra = float(re.search(r'upcycling zoom-in \(every step\) \| [0-9.]+ \| extra ([-0-9.]+) ms', text).group(1))
     assert abs(extra - (row['up_zoom_in'] - row['kd']) * 1e3) < 0.06
+    cached = float(re.search(r'cached teacher labels .* \| [0-9.]+ \| \*\*([0-9.]+)x the student step', text).group(1))
+    assert abs(cached - row['cached'] / row['student']) < 6e-3
 
 
 def test_kd_overhead_options_keep_the_files_losses_and_drop_only_forward_adaptation():
@@ -43,6 +45,8 @@ def test_kd_overhead_options_keep_the_files_losses_and_drop_only_forward_adaptat
     assert 'upcycle' not in kd_overhead.model_options(opt, 't.pth', 'cpu', 'kd')['train']
     recipe = kd_overhead.model_options(opt, 't.pth', 'cpu', 'recipe')['train']
     assert recipe['upcycle'] == opt['train']['upcycle'] and 'forward_opt' in recipe  # the file as it is
+    cached = kd_overhead.model_options(opt, 't.pth', 'cpu', 'cached')['train']
+    assert {'pixel_opt', 'distill_opt'} <= set(cached) and not {'feature_opt', 'forward_opt', 'upcycle'} & set(cached)
 
 
 def test_arch_cost_prints_the_table(capsys):

@@ -36,6 +36,27 @@ def test_lr_command_writes_modcropped_hr_and_standard_lr(tmp_path):
     assert again.returncode == 2 and '--overwrite' in again.stderr
 
 
+def test_lr_command_takes_jpeg_and_writes_png_pairs_of_the_decoded_image(tmp_path):
+    """BSD400 ships as the original JPEG files: the pairs are PNG, the LR the bicubic of the decoded JPEG."""
+    src = tmp_path / 'jpeg'
+    src.mkdir()
+    photo = cv2.imread(shared_data('Set5', 'HR', 'baby.png'))
+    for name, (top, left) in (('a.jpg', (0, 0)), ('b.jpeg', (100, 37))):
+        assert cv2.imwrite(str(src / name), photo[top:top + 83, left:left + 61], [cv2.IMWRITE_JPEG_QUALITY, 75])
+    result = prepare('lr', '--input', str(src), '--output', str(tmp_path / 'out'), '--scales', '4')
+    assert result.returncode == 0, result.stderr
+    for stem, name in (('a', 'a.jpg'), ('b', 'b.jpeg')):
+        decoded = cv2.imread(str(src / name))
+        hr, lr = (read_image(str(tmp_path / 'out' / 'X4' / kind / f'{stem}.png')) for kind in ('HR', 'LR'))
+        assert np.array_equal(hr, decoded[:80, :60]) and np.array_equal(lr, bicubic_downscale(decoded, 4))
+    assert sorted(os.listdir(tmp_path / 'out' / 'X4' / 'LR')) == ['a.png', 'b.png']
+
+    cv2.imwrite(str(src / 'a.png'), photo[:40, :40])  # a second image with stem 'a'
+    clash = prepare('lr', '--input', str(src), '--output', str(tmp_path / 'other'), '--scales', '4')
+    assert clash.returncode == 2 and "holds 'a.jpg' and 'a.png': both would become a.png" in clash.stderr
+    assert not (tmp_path / 'other').exists()
+
+
 def test_lmdb_pairs_read_by_basicsr_paired_dataset(tmp_path):
     for folder, (h, w) in (('HR', (64, 96)), ('LR', (32, 48))):
         (tmp_path / folder).mkdir()

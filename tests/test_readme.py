@@ -24,7 +24,8 @@ def test_readme_shows_the_commands_a_user_needs():
               'torchrun --nproc_per_node=', 'python -m kd_plugin.prepare div2k',
               'python -m kd_plugin.benchmark --model', 'python -m kd_plugin.ablation -opt',
               'python -m kd_plugin.infer --model', 'python -m kd_plugin.export',
-              'python -m kd_plugin.benchmark.kd_overhead', 'python -m kd_plugin.benchmark.slicing']
+              'python -m kd_plugin.benchmark.kd_overhead', 'python -m kd_plugin.benchmark.slicing',
+              'python -m kd_plugin.prepare teacher-labels -opt']
     for start in starts:
         assert any(c.startswith(start) for c in COMMANDS), f'no README command starts with {start!r}'
     assert any(c.startswith('python -m kd_plugin.ablation') and '--seeds 0 1 2' in c for c in COMMANDS)

@@ -243,3 +243,22 @@ def test_prepare_teacher_labels_resumes_and_never_overwrites_a_finished_set(tiny
     assert not osp.exists(partial) and sorted(n for n in os.listdir(out) if n.endswith('.png')) == [
         'img0.png', 'img1.png', 'img2.png', 'img3.png']
     assert os.path.getmtime(osp.join(out, 'img0.png')) == kept  # finished labels were not redone
+
+
+def test_label_quality_scores_each_kind_of_label_against_the_gt(tiny_pairs, teacher, tmp_path):
+    from kd_plugin.benchmark import label_quality
+    from kd_plugin.distill.teacher_labels import TeacherRunner
+
+    opt = kd_options('lq', tiny_pairs, teacher)
+    nets = {}
+    for name, seed in (('a', 0), ('b', 1)):
+        net = build_network(dict(TINY_TEACHER))
+        net.load_state_dict(torch.load(save_teacher(str(tmp_path / name), seed=seed))['params'])
+        nets[name] = TeacherRunner(net)
+    result = label_quality.measure(opt, nets, patches=2)
+    assert set(result) == {'a', 'b', 'mean of teachers'}
+    assert all(20 < v < 60 for cols in result.values() for v in cols.values()), result
+    # a 32 px GT patch of a 64 px image at x2 is 16 LR px: the patch label differs from the whole-image one
+    assert result['a']['patch'] != result['a']['whole']
+    text = label_quality.report(result, 'tiny')
+    assert f'| a | {result["a"]["patch"]:.2f} | {result["a"]["whole"]:.2f} (' in text

@@ -26,11 +26,14 @@ from kd_plugin.ablation.variants import (
     available_variants,
     default_variants,
     run_name,
+    uses_cached_labels,
     variant_options,
 )
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
 from kd_plugin.checkpoint_io import sha256
 from kd_plugin.cli import Parser, fail
+from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
+from kd_plugin.data.label_cache import read_manifest
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.runs import PROJECT_ROOT, experiment_dir, launch_train, load_options, write_options
 
@@ -167,6 +170,12 @@ def score(recipe: dict[str, Any], runs: list[tuple[str, int]], sets: list[str], 
     return scores
 
 
+def _delta_cell(values: dict[int, float], reference: dict[int, float]) -> dict[str, Any] | None:
+    delta = paired_delta(values, reference)
+    return None if delta is None else {'mean': delta.mean, 'se': delta.se, 'n': delta.n,
+                                       'within_noise': delta.within_noise, 'text': str(delta)}
+
+
 def summarise(recipe: dict[str, Any], variants: list[str], seeds: list[int], scores: dict,
               set_names: list[str], trained: dict[str, tuple[int, float]]) -> list[dict[str, Any]]:
     """One row per variant: per set the seeds' values, mean, std and the paired Δ against ``no_kd``.
@@ -187,10 +196,10 @@ def summarise(recipe: dict[str, Any], variants: list[str], seeds: list[int], sco
                 values = {seed: per_seed[v][seed][key] for seed in seeds}
                 mean, std = mean_std(list(values.values()))
                 cell = {'mean': mean, 'std': std, 'values': values}
-                if 'no_kd' in per_seed and v != 'no_kd':
-                    delta = paired_delta(values, {seed: per_seed['no_kd'][seed][key] for seed in seeds})
-                    cell['delta'] = None if delta is None else {'mean': delta.mean, 'se': delta.se, 'n': delta.n,
-                                                                'within_noise': delta.within_noise, 'text': str(delta)}
+                # Δ vs the student alone (every other row) and vs the student alone at equal time (KD rows)
+                for reference, field in (('no_kd', 'delta'), ('no_kd_equal_time', 'delta_equal_time')):
+                    if reference in per_seed and v != reference and (reference == 'no_kd' or v not in BASELINES):
+                        cell[field] = _delta_cell(values, {seed: per_seed[reference][seed][key] for seed in seeds})
                 row[key] = cell
         rows.append(row)
     return rows
@@ -213,25 +222,39 @@ def time_check(rows: list[dict[str, Any]]) -> str | None:
             f'{EQUAL_TIME_TOLERANCE:.0%}.')
 
 
-def table(rows: list[dict[str, Any]], set_names: list[str], title: str) -> str:
+def table(rows: list[dict[str, Any]], set_names: list[str], title: str, labels_note: str | None = None) -> str:
     recipe_minutes = next((r['minutes'] for r in rows if r['run'] == 'recipe'), None)
     lines = [title, '', '| run | iterations | train min | x recipe time | ' + ' | '.join(
-        f'{s} PSNR mean ± std (Δ vs no_kd ± SE) / SSIM' for s in set_names) + ' |',
+        f'{s} PSNR mean ± std (Δ vs no_kd ± SE; Δ vs equal time) / SSIM' for s in set_names) + ' |',
         '|---|---|---|---|' + '---|' * len(set_names)]
     for r in rows:
         cells = []
         for s in set_names:
             psnr, ssim = r[f'{s}_psnr'], r[f'{s}_ssim']
             text = f'{psnr["mean"]:.2f}' + (f' ± {psnr["std"]:.2f}' if psnr['std'] is not None else '')
-            if psnr.get('delta'):
-                text += f' ({psnr["delta"]["text"]})'
+            deltas = [psnr[f]['text'] for f in ('delta', 'delta_equal_time') if psnr.get(f)]
+            if psnr.get('delta_equal_time'):
+                deltas[-1] = f'equal time {deltas[-1]}'
+            if deltas:
+                text += f' ({"; ".join(deltas)})'
             cells.append(f'{text} / {ssim["mean"]:.4f}')
         iters = ', '.join(str(i) for i in r.get('iterations', [])) or ''
         minutes = f'{r["minutes"]:.1f}' if 'minutes' in r else ''
         share = f'{r["minutes"] / recipe_minutes:.2f}' if 'minutes' in r and recipe_minutes else ''
         lines.append(f'| {r["run"]} | {iters} | {minutes} | {share} | ' + ' | '.join(cells) + ' |')
-    check = time_check(rows)
-    return '\n'.join(lines + ([] if check is None else ['', check])) + '\n'
+    notes = [note for note in (time_check(rows), labels_note) if note]
+    return '\n'.join(lines + [''] * bool(notes) + notes) + '\n'
+
+
+def labels_note(recipe: dict[str, Any]) -> str | None:
+    """For a recipe on cached teacher labels: what building them cost, once for every seed and run."""
+    if not uses_cached_labels(recipe):
+        return None
+    root = recipe['datasets']['train'][LABEL_ROOT]
+    manifest = read_manifest(osp.join(PROJECT_ROOT, root)) or {}
+    return (f'Teacher labels: {root} ({manifest.get("ensemble")}, {manifest.get("count")} images), built once in '
+            f'{manifest.get("seconds")} s on {manifest.get("device")} (its manifest.json); shared by every seed and '
+            'run, and not in any run\'s train min.')
 
 
 def with_overrides(recipe: dict[str, Any], teacher: str | None, total_iter: int | None) -> dict[str, Any]:
@@ -302,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
              f'difference to no_kd ± its standard error ("within noise" when |Δ| < 2 SE); SSIM mean; crop '
              f'{recipe["scale"]}, grey images on their own channel; train min = measured wall time of the training '
              'loop (log timestamps), mean over seeds.')
-    text = table(rows, set_names, title)
+    text = table(rows, set_names, title, labels_note(recipe))
     with open(osp.join(out, 'ablation.md'), 'w') as f:
         f.write(text)
     with open(osp.join(out, 'ablation.json'), 'w') as f:

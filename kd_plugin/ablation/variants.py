@@ -11,6 +11,8 @@
                        (``output``, ``feature``, ``forward``), each alone
 ``recipe``             the options file exactly as it is (only name, seed, iterations and validation
                        change)
+``online_labels``      for a recipe on cached teacher labels (``dataroot_teacher``): the same recipe
+                       with the teacher run on each training patch instead
 ``recipe_without_X``   the recipe without one of its ingredients ``X``
 =====================  ========================================================================
 
@@ -21,6 +23,7 @@ differ. Runs are named ``<name>_ablation_<variant>_s<seed>`` and train without p
 from copy import deepcopy
 from typing import Any
 
+from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
 from kd_plugin.models.kd_options import KD_INGREDIENTS
 from kd_plugin.runs import with_total_iter
 
@@ -34,6 +37,18 @@ DEFAULT_PIXEL_LOSS = {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}
 def baseline_pixel_loss(recipe: dict[str, Any]) -> dict[str, Any]:
     """The pixel loss the student-alone baselines train with: the recipe's, else L1."""
     return deepcopy(recipe['train'].get('pixel_opt') or DEFAULT_PIXEL_LOSS)
+
+
+def uses_cached_labels(recipe: dict[str, Any]) -> bool:
+    """Whether the recipe trains on cached teacher labels (``datasets.train.dataroot_teacher``)."""
+    return bool(recipe['datasets']['train'].get(LABEL_ROOT))
+
+
+def without_cached_labels(opt: dict[str, Any]) -> None:
+    """Drop the cached labels from ``opt``'s training set (in place): BasicSR's plain paired dataset."""
+    train_set = opt['datasets']['train']
+    if train_set.pop(LABEL_ROOT, None) and train_set.get('type') == 'KDPairedImageDataset':
+        train_set['type'] = 'PairedImageDataset'
 
 
 def ingredients(recipe: dict[str, Any]) -> list[str]:
@@ -50,6 +65,8 @@ def available_variants(recipe: dict[str, Any]) -> list[str]:
     if len(have) > 1:
         names += [v for v, term in SINGLE_TERMS.items() if term in have]
         names += [f'recipe_without_{key}' for key in have]
+    if uses_cached_labels(recipe):
+        names.append('online_labels')
     return names + ['recipe']
 
 
@@ -83,6 +100,8 @@ def variant_options(recipe: dict[str, Any], variant: str, seed: int, total_iter:
     for key in KD_INGREDIENTS:
         if key not in keep:
             train.pop(key, None)
+    if variant in BASELINES or variant == 'online_labels':
+        without_cached_labels(opt)
     if variant in BASELINES:
         opt['model_type'] = 'SRModel'
         train['pixel_opt'] = baseline_pixel_loss(recipe)

@@ -10,7 +10,9 @@ plain ``SRModel`` for the same student, then measures in one run, on the same ba
 * ``kd + fwd``: the same with forward adaptation (when the file has it), its extra cost on its own;
 * ``kd + <part>``: the ``kd`` step with one data-upcycling part (zoom-in, zoom-out, label
   consistency) applied every iteration, each part's extra cost reported on its own;
-* ``recipe``: the file's whole training section, as a run would train.
+* ``recipe``: the file's whole training section, as a run would train;
+* ``cached``: a step with cached teacher labels in the batch (``prepare teacher-labels``): the file's
+  pixel loss and output distillation against the label, no teacher forward.
 
 The headline is ``kd / (student + teacher)``: the price of the KD plumbing itself (hooks,
 adapters, loss terms), which should stay near 1. Peak memory is CUDA's allocator peak on a GPU and
@@ -48,7 +50,8 @@ UPCYCLE_PARTS = ('zoom_in', 'zoom_out', 'consistency')
 def model_options(kd_opt: dict[str, Any], teacher_path: str, device: str, variant: str) -> dict[str, Any]:
     """In-process options for ``variant``: ``student`` (SRModel, pixel loss), ``kd`` (the file's losses
     without forward adaptation or upcycling), ``kd_fwd`` (with forward adaptation), ``up_<part>`` (``kd``
-    with that upcycling part at probability 1) or ``recipe`` (the file's training section as it is)."""
+    with that upcycling part at probability 1), ``recipe`` (the file's training section as it is) or
+    ``cached`` (pixel loss + output distillation, for batches that carry cached labels)."""
     train = deepcopy(kd_opt['train'])
     train['ema_decay'] = 0
     upcycle = (train.get('upcycle') if variant == 'recipe' else train.pop('upcycle', None)) or {}
@@ -58,6 +61,9 @@ def model_options(kd_opt: dict[str, Any], teacher_path: str, device: str, varian
         'network_g': deepcopy(kd_opt['network_g']), 'datasets': deepcopy(kd_opt.get('datasets', {})),
         'path': {'models': tempfile.gettempdir(), 'resume_state': None},
     }
+    if variant == 'cached':
+        train = {k: v for k, v in train.items() if k not in ('feature_opt', 'forward_opt', 'upcycle')}
+        train.setdefault('distill_opt', {'type': 'OutputDistillLoss', 'loss_weight': 1.0})
     if variant == 'student':
         opt['model_type'] = 'SRModel'
         pixel = train.get('pixel_opt') or {'type': 'L1Loss', 'loss_weight': 1.0}
@@ -103,7 +109,7 @@ def _batch(kd_opt: dict[str, Any], device: str, batch: int | None, patch: int | 
 def _build(kd_opt, teacher_path, device, variant, data):
     torch.manual_seed(0)
     model = build_model(model_options(kd_opt, teacher_path, device, variant))
-    model.feed_data(data)
+    model.feed_data(dict(data, teacher=data['gt'].flip(-1)) if variant == 'cached' else data)
     return model
 
 
@@ -147,7 +153,7 @@ def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = 
         teacher_path = _random_teacher(kd_opt, tmp)
         data = _batch(kd_opt, device, batch, patch)
         variants = ('student', 'kd', *(['kd_fwd'] if kd_opt['train'].get('forward_opt') else []),
-                    *(f'up_{p}' for p in UPCYCLE_PARTS), 'recipe')
+                    *(f'up_{p}' for p in UPCYCLE_PARTS), 'recipe', 'cached')
         models = {v: _build(kd_opt, teacher_path, device, v, data) for v in variants}
         kd = models['kd']
         step = _stepper()
@@ -205,6 +211,8 @@ def report(row: dict[str, float], title: str) -> str:
                'the KD step |' for p in UPCYCLE_PARTS),
              f'| the whole recipe as the file configures it | {row["recipe"] * 1e3:.1f} | '
              f'{row["recipe"] / row["student"]:.2f}x the student step |',
+             f'| KD step with cached teacher labels (pixel + output distillation, no teacher forward) | '
+             f'{row["cached"] * 1e3:.1f} | **{row["cached"] / row["student"]:.2f}x the student step** |',
              '', '| peak memory (MiB) | student step | teacher fwd | student + teacher | KD step | recipe step |',
              '|---|---|---|---|---|---|',
              f'| | {row["student_peak_mib"]:.0f} | {row["teacher_peak_mib"]:.0f} | '

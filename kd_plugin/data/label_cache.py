@@ -113,7 +113,7 @@ def build_label_set(train_set: dict[str, Any], scale: int, teachers: list[Teache
     _write_manifest(partial, dict(manifest, complete=False))
 
     start = time.time()
-    client = FileClient(**_client_options(train_set))
+    client = file_client(train_set, 'lq')
     for pair in progress(pairs):
         target = osp.join(partial, stem(pair['gt_path']) + '.png')
         if osp.isfile(target):
@@ -136,11 +136,13 @@ def build_label_set(train_set: dict[str, Any], scale: int, teachers: list[Teache
     return manifest
 
 
-def _client_options(train_set: dict[str, Any]) -> dict[str, Any]:
+def file_client(train_set: dict[str, Any], which: str) -> FileClient:
+    """BasicSR's ``FileClient`` for the training set's ``which`` images (``lq`` or ``gt``), folder or LMDB;
+    read with ``client.get(path, which)``."""
     backend = dict(train_set['io_backend'])
     if backend['type'] == 'lmdb':
-        backend.update(db_paths=[train_set['dataroot_lq']], client_keys=['lq'])
-    return {'backend': backend.pop('type'), **backend}
+        backend.update(db_paths=[train_set[f'dataroot_{which}']], client_keys=[which])
+    return FileClient(backend.pop('type'), **backend)
 
 
 # ----------------------------------------------------------------------------- checks before a run

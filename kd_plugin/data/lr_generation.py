@@ -10,12 +10,21 @@ from kd_plugin.data.matlab_bicubic import bicubic_downscale, modcrop
 def make_lr_pairs(hr_folder: str, out_folder: str, scales: list[int], overwrite: bool = False) -> dict[int, str]:
     """Write ``out/X{s}/HR`` (HR modcropped to ``s``) and ``out/X{s}/LR`` (bicubic ``1/s``) for each scale.
 
+    Any image OpenCV reads is accepted (PNG, JPEG such as BSD400's originals, BMP, ...); the pairs are
+    always lossless PNG named ``<stem>.png``, so two inputs with one stem are an error naming both.
+
     The LR images equal the standard benchmark LR files bit for bit. Returns ``{scale: X{s} folder}``.
     Existing files are never replaced unless ``overwrite`` is set.
     """
     names = list_images(hr_folder)
     if not names:
         raise ValueError(f'no images found in {hr_folder!r}')
+    by_stem: dict[str, str] = {}
+    for name in names:
+        other = by_stem.setdefault(osp.splitext(name)[0], name)
+        if other != name:
+            raise ValueError(f'{hr_folder!r} holds {other!r} and {name!r}: both would become '
+                             f'{osp.splitext(name)[0]}.png. Fix: keep one of them in the folder')
     targets = {s: osp.join(out_folder, f'X{s}') for s in scales}
     if not overwrite:
         for folder in targets.values():
