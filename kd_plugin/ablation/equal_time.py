@@ -91,7 +91,7 @@ class _Run:
         self.model.optimize_parameters(self.iteration)
 
 
-def iteration_seconds(opts: dict[str, dict[str, Any]], blocks: int = 3, block: int = 10,
+def iteration_seconds(opts: dict[str, dict[str, Any]], blocks: int = 5, block: int = 10,
                       skip: int | None = None) -> dict[str, float]:
     """Seconds per whole training iteration of each run in ``opts`` (``{label: run options}``), the median
     over ``blocks`` rounds; each round times ``block`` consecutive iterations of every run in turn after

@@ -109,7 +109,8 @@ def _batch(kd_opt: dict[str, Any], device: str, batch: int | None, patch: int | 
 def _build(kd_opt, teacher_path, device, variant, data):
     torch.manual_seed(0)
     model = build_model(model_options(kd_opt, teacher_path, device, variant))
-    model.feed_data(dict(data, teacher=data['gt'].flip(-1)) if variant == 'cached' else data)
+    cached = variant == 'cached' or (variant == 'recipe' and kd_opt['datasets']['train'].get('dataroot_teacher'))
+    model.feed_data(dict(data, teacher=data['gt'].flip(-1)) if cached else data)  # a cached-label file's batches
     return model
 
 
