@@ -80,16 +80,20 @@ class TeacherRunner:
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
 
-    @torch.no_grad()
-    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+    def forward(self, lq: torch.Tensor) -> torch.Tensor:
+        """``[B, C, s*h, s*w]`` float32 for ``lq`` ``[B, C, h, w]``, in whatever autograd context the caller
+        set (KDModel's forward adaptation needs gradients through the teacher's tail)."""
         padded = pad_to_multiple(lq, self.pad_to)
         if self.channels_last:
             padded = padded.contiguous(memory_format=torch.channels_last)
-        device = padded.device.type
-        context = torch.autocast(device, dtype=self.dtype) if self.dtype else nullcontext()
+        context = torch.autocast(padded.device.type, dtype=self.dtype) if self.dtype else nullcontext()
         with context:
             out = self.net(padded)
         return crop_to_input(out.float(), padded, *lq.shape[-2:])
+
+    @torch.no_grad()
+    def __call__(self, lq: torch.Tensor) -> torch.Tensor:
+        return self.forward(lq)
 
 
 def label(teachers: Sequence[Forward], lq: torch.Tensor, scale: int, ensemble: str = 'none', tile: int = 0,

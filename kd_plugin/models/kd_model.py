@@ -12,10 +12,10 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from kd_plugin.archs.build import build_network
-from kd_plugin.archs.window_padding import crop_to_input, pad_to_multiple
 from kd_plugin.distill.rank_sync import average_gradients, broadcast_from_rank0, finite_on_all_ranks
 from kd_plugin.distill.recorder import FeatureRecorder
 from kd_plugin.distill.substitution import TailRunner
+from kd_plugin.distill.teacher_labels import TeacherRunner
 from kd_plugin.distill.upcycling import LOSS_NAMES as UPCYCLE_LOGS
 from kd_plugin.distill.upcycling import augment, iteration_rng, undo, zoom_in_tiles, zoom_out
 from kd_plugin.distill.wiring import wire
@@ -131,8 +131,8 @@ class KDModel(SRModel):
         self.teacher_dtype = teacher_dtype(teacher_opt, self.device)
         self.teacher_channels_last = bool(teacher_opt.get('channels_last', False))
         self.teacher_pad_to = teacher_pad_to(self.opt)
-        if self.teacher_channels_last:
-            self.net_t.to(memory_format=torch.channels_last)
+        self.teacher_runner = TeacherRunner(self.net_t, self.teacher_dtype, self.teacher_channels_last,
+                                            self.teacher_pad_to)
         self.print_network(self.net_t)
         self._teacher_results: dict[str, dict[str, float]] = {}
 
@@ -180,13 +180,7 @@ class KDModel(SRModel):
         path (no autograd context is set here). Sides that are not multiples of ``train.teacher.pad_to``
         are reflect-padded for the teacher and the output cropped back, as BasicSR's SwinIRModel does
         at test time; training patches are multiples already, so hooked features keep their shapes."""
-        padded = pad_to_multiple(lq, self.teacher_pad_to)
-        if self.teacher_channels_last:
-            padded = padded.contiguous(memory_format=torch.channels_last)
-        context = torch.autocast(self.device.type, dtype=self.teacher_dtype) if self.teacher_dtype else nullcontext()
-        with context:
-            out = self.net_t(padded)
-        return crop_to_input(out, padded, *lq.shape[-2:])
+        return self.teacher_runner.forward(lq)
 
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
