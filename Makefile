@@ -16,28 +16,37 @@ $(VENV)/.installed: setup.py
 	$(BIN)/pip install -q -e '.[test,export]'
 	touch $@
 
-# Photo set, then DeformableHDRNet without and with KD from the shipped HDRNet teacher (kd_plugin/demo.py).
+# Photo set, then DeformableHDRNet without and with KD from the shipped HDRNet teacher (kd_plugin/cli/demo.py).
 demo: setup
-	$(BIN)/python -m kd_plugin.demo
+	$(BIN)/python -m kd_plugin.cli.demo
 
-# Development data from ../shared/data: T91 pairs for training (and a held-out split of 10 for choosing settings),
-# links to Set5/Set14/BSD100 for reporting.
+# Development data from ../shared/data: T91 pairs for training (and a held-out split of 10 for choosing settings);
+# BSD400 pairs, 20 of them held out (BSD400_split/X{s}/val, which no network trains on), the other 380 merged with
+# T91 into T91_BSD400/X{s} (links; the 7 T91 images under 128 px left out, so 128 px patches fit) and an LMDB of
+# it at x4; links to Set5/Set14/BSD100 for reporting.
+BSD400_HOLDOUT ?= 20
 data: setup
-	test -d datasets/T91/X4 || $(BIN)/python -m kd_plugin.prepare lr --input ../shared/data/T91 --output datasets/T91 --scales 2 4
-	test -d datasets/T91_split/X4 || $(BIN)/python -m kd_plugin.prepare split --input datasets/T91/X4 --output datasets/T91_split/X4 --holdout 10
+	test -d datasets/T91/X4 || $(BIN)/python -m kd_plugin.cli.prepare lr --input ../shared/data/T91 --output datasets/T91 --scales 2 4
+	test -d datasets/T91_split/X4 || $(BIN)/python -m kd_plugin.cli.prepare split --input datasets/T91/X4 --output datasets/T91_split/X4 --holdout 10
+	test -d datasets/BSD400/X4 || $(BIN)/python -m kd_plugin.cli.prepare lr --input ../shared/data/BSD400 --output datasets/BSD400 --scales 2 4
+	for s in 2 4; do \
+	  test -d datasets/BSD400_split/X$$s || $(BIN)/python -m kd_plugin.cli.prepare split --input datasets/BSD400/X$$s --output datasets/BSD400_split/X$$s --holdout $(BSD400_HOLDOUT) || exit 1; \
+	  test -d datasets/T91_BSD400/X$$s || $(BIN)/python -m kd_plugin.cli.prepare merge --input datasets/T91/X$$s --input datasets/BSD400_split/X$$s/train --output datasets/T91_BSD400/X$$s --min-size 128 || exit 1; \
+	done
+	test -d datasets/T91_BSD400/X4/HR.lmdb || $(BIN)/python -m kd_plugin.cli.prepare lmdb --input datasets/T91_BSD400/X4/HR --output datasets/T91_BSD400/X4/HR.lmdb --input datasets/T91_BSD400/X4/LR --output datasets/T91_BSD400/X4/LR.lmdb
 	mkdir -p datasets; for s in Set5 Set14 BSD100; do ln -sfn ../../shared/data/$$s datasets/$$s; done
 
 # Cached whole-image teacher labels (x8 self-ensemble, fp32) of the shipped teachers on T91, for the
 # options/train/KD/*_labels.yml recipes (about 1.5 min each on 2 CPU cores).
 labels: data
-	test -d datasets/T91/X4/labels_HDRNet_T91_x4_12k_x8 || $(BIN)/python -m kd_plugin.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4_labels.yml --fp32
-	test -d datasets/T91/X4/labels_EDSR_64x16_T91_x4_12k_x8 || $(BIN)/python -m kd_plugin.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4_labels.yml --fp32
+	test -d datasets/T91/X4/labels_HDRNet_T91_x4_12k_x8 || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4_labels.yml --fp32
+	test -d datasets/T91/X4/labels_EDSR_64x16_T91_x4_12k_x8 || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4_labels.yml --fp32
 
 # The GPU "short" ablation of HDRNet -> DeformableHDRNet x4 on T91 with the shipped teacher: the student
 # alone, alone for the recipe's time, and the recipe, at 3000 iterations, three seeds. Sized by estimate for
 # a GPU; not yet measured (no GPU has been lent to this project).
 ablation-gpu-short: data
-	$(BIN)/python -m kd_plugin.ablation -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4.yml --total_iter 3000 --seeds 0 1 2 --sets Set5 Set14 BSD100 --output results/ablation_gpu_short
+	$(BIN)/python -m kd_plugin.cli.ablation -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4.yml --total-iter 3000 --seeds 0 1 2 --sets Set5 Set14 BSD100 --output results/ablation_gpu_short
 
 lint: setup
 	$(BIN)/ruff check kd_plugin tests setup.py
@@ -45,6 +54,6 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest -q
 
-# The one prepared command for a lent GPU (kd_plugin/gpu_check.py): results in results/gpu_check/.
+# The one prepared command for a lent GPU (kd_plugin/cli/gpu_check.py): results in results/gpu_check/.
 gpu-check: setup
-	$(BIN)/python -m kd_plugin.gpu_check --output results/gpu_check
+	$(BIN)/python -m kd_plugin.cli.gpu_check --output results/gpu_check

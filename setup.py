@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         'test': ['pytest>=8,<10', 'ruff>=0.6'],
-        # python -m kd_plugin.export, ONNX models in kd_plugin.infer, the benchmark's onnxruntime column
+        # python -m kd_plugin.cli.export, ONNX models in kd_plugin.infer, the benchmark's onnxruntime column
         'export': ['onnx>=1.16,<2', 'onnxruntime>=1.18,<2', 'onnxscript>=0.2,<1'],
     },
 )

@@ -20,8 +20,13 @@ def load_weights_only(path: str, option: str) -> Any:
     """
     if not osp.isfile(path):
         raise ValueError(f'{option}: {path!r} does not exist. Fix: correct the path')
+    return weights_only_from_bytes(path, path, option)
+
+
+def weights_only_from_bytes(source: Any, path: str, option: str) -> Any:
+    """:func:`load_weights_only` of ``source`` (a path or a file object holding ``path``'s bytes)."""
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(source, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f'{option}: refused to load {path!r}: it holds Python objects beyond tensors and numbers, '
@@ -84,3 +89,16 @@ def sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b''):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def verify_listed_sha256(path: str, sums_file: str) -> str:
+    """``path``, after checking its SHA-256 against its line in ``sums_file`` (``<hex>  <file name>``, as
+    ``sha256sum`` writes); ``ValueError`` naming both and the fix otherwise."""
+    with open(sums_file) as f:
+        expected = dict(reversed(line.split()) for line in f if line.strip())
+    actual = sha256(path)
+    if expected.get(osp.basename(path)) != actual:
+        raise ValueError(f'{path} has SHA-256 {actual}, expected {expected.get(osp.basename(path))} '
+                         f'({sums_file}). Fix: git checkout {osp.dirname(path) or "."}/ (the file was modified or is '
+                         'a Git LFS pointer)')
+    return path

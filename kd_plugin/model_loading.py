@@ -11,7 +11,6 @@ The parameter key is ``path.param_key_g`` when set, else ``params_ema`` when the
 (BasicSR's EMA weights, what its releases evaluate), else ``params``: the rule of
 :func:`kd_plugin.checkpoint_io.pick_state_dict`, which KD teachers follow too.
 """
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from os import path as osp
@@ -19,14 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from kd_plugin.archs.build import split_init
+from kd_plugin.archs.build import build_network
 from kd_plugin.archs.window_padding import PaddedToWindow, window_multiple
 from kd_plugin.checkpoint_io import load_weights_only, pick_state_dict, state_dict_mismatch
-from kd_plugin.compat.registry_names import registered_name
+from kd_plugin.runs import latest_weights, load_options
 
 
 @dataclass
@@ -56,30 +53,17 @@ def parse_model(text: str, root: str = '.') -> ModelSpec:
     if spec == 'bicubic':
         return ModelSpec(label or 'Bicubic', source='bicubic')
     opt_path, _, checkpoint = spec.partition('@')
-    if not osp.isfile(opt_path):
-        raise ValueError(f'model {text!r}: options file {opt_path!r} does not exist')
-    with open(opt_path) as f:
-        opt = yaml.safe_load(f)
-    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
+    try:
+        opt = load_options(opt_path)
+    except ValueError as err:
+        raise ValueError(f'model {text!r}: {err}') from err
+    if not isinstance(opt.get('network_g'), dict):
         raise ValueError(f'model {text!r}: {opt_path!r} has no network_g section')
     paths = opt.get('path') or {}
     if not checkpoint:
-        checkpoint = paths.get('pretrain_network_g') or osp.join(root, 'experiments', str(opt.get('name')), 'models',
-                                                                 'net_g_latest.pth')
+        checkpoint = paths.get('pretrain_network_g') or latest_weights(str(opt.get('name')), root)
     return ModelSpec(label or str(opt.get('name') or osp.splitext(osp.basename(opt_path))[0]),
                      dict(opt['network_g']), checkpoint, paths.get('param_key_g'), opt.get('scale'), spec)
-
-
-def build_arch(spec: ModelSpec) -> nn.Module:
-    """The untrained network of ``spec``; an unknown arch name lists the closest registered ones."""
-    arch, _ = split_init(spec.arch)  # the checkpoint's weights replace any initialisation
-    name = arch.pop('type', None)
-    key = registered_name(ARCH_REGISTRY, name)
-    if key is None:
-        close = difflib.get_close_matches(str(name), list(ARCH_REGISTRY.keys()), n=3, cutoff=0.4)
-        raise ValueError(f'model {spec.label}: unknown arch {name!r}' + (f'; did you mean {", ".join(close)}?'
-                                                                          if close else ''))
-    return ARCH_REGISTRY.get(key)(**arch)
 
 
 def load_model(spec: ModelSpec) -> nn.Module:
@@ -87,7 +71,7 @@ def load_model(spec: ModelSpec) -> nn.Module:
     error names the first mismatching keys. A window-attention arch (``window_size`` in its options)
     comes padded to its window (:class:`~kd_plugin.archs.window_padding.PaddedToWindow`), so it takes
     any input size as the other archs do."""
-    net = build_arch(spec)
+    net = build_network(spec.arch, f'model {spec.label}', init=False)  # the checkpoint replaces any init
     option = f'model {spec.label} checkpoint'
     params, key = pick_state_dict(load_weights_only(spec.checkpoint, option), spec.param_key, option)
     key = key or '(top level)'
@@ -121,7 +105,7 @@ def network_upscaler(net: nn.Module, device: torch.device) -> Callable[[np.ndarr
 
 
 class OnnxNet(nn.Module):
-    """An exported ``.onnx`` SR model (``python -m kd_plugin.export``) run by onnxruntime (its CPU provider
+    """An exported ``.onnx`` SR model (``python -m kd_plugin.cli.export``) run by onnxruntime (its CPU provider
     unless ``provider`` says otherwise), called
     like the PyTorch network: ``[1, 3, h, w]`` float tensor in, ``[1, 3, s*h, s*w]`` out (gradients do
     not flow through it). ``scale`` comes from the file's metadata."""

@@ -10,14 +10,18 @@ from os import path as osp
 from typing import Any
 
 import torch
+from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 from PIL import Image
 
-from kd_plugin.archs.build import check_init, construct_network, split_init
+from kd_plugin.archs.build import build_network, check_init, construct, registered_class, split_init
 from kd_plugin.archs.window_padding import window_multiple
-from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only, state_dict_mismatch
-from kd_plugin.compat.quiet_build import construct
+from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only, sha256, state_dict_mismatch
+from kd_plugin.compat.resume import latest_training_state, missing_checkpoint_error, resumed_networks
 from kd_plugin.data.image_io import list_images, name_difference
 from kd_plugin.data.label_cache import check_label_set
+from kd_plugin.distill.wiring import wire
+from kd_plugin.models.kd_config import KDConfig, probe_input
+from kd_plugin.models.kd_model import adapter_checkpoint
 
 
 class OptionError(ValueError):
@@ -37,7 +41,7 @@ def _lmdb_shapes(key: str, folder: str) -> dict[str, tuple[int, int]]:
     meta = osp.join(folder, 'meta_info.txt')
     if not (osp.isfile(meta) and osp.isfile(osp.join(folder, 'data.mdb'))):
         raise OptionError(f'{key}: {folder!r} is not a BasicSR LMDB (needs data.mdb and meta_info.txt). '
-                          'Fix: build it with `python -m kd_plugin.prepare lmdb --input DIR --output X.lmdb`.')
+                          'Fix: build it with `python -m kd_plugin.cli.prepare lmdb --input DIR --output X.lmdb`.')
     shapes = {}
     with open(meta) as f:
         for line in f:
@@ -51,7 +55,7 @@ def _lmdb_shapes(key: str, folder: str) -> dict[str, tuple[int, int]]:
 def _folder_shapes(key: str, folder: str, template: str = '{}') -> dict[str, tuple[int, int]]:
     if not osp.isdir(folder):
         raise OptionError(f'{key}: folder {folder!r} does not exist. Fix: correct the path, or create the data '
-                          'with `python -m kd_plugin.prepare lr --input HR_DIR --output OUT`.')
+                          'with `python -m kd_plugin.cli.prepare lr --input HR_DIR --output OUT`.')
     shapes = {}
     for name in list_images(folder):
         stem = osp.splitext(name)[0]
@@ -83,7 +87,7 @@ def _pair_shapes(prefix: str, dataset: dict[str, Any]) -> tuple[dict, dict]:
         gt, lq = _lmdb_shapes(gt_key, dataset['dataroot_gt']), _lmdb_shapes(lq_key, dataset['dataroot_lq'])
         _require_same_names(prefix, f'the LMDBs {dataset["dataroot_lq"]!r} and {dataset["dataroot_gt"]!r} hold '
                             'different keys', lq, gt, 'rebuild both from folders with the same file names '
-                            '(`python -m kd_plugin.prepare lmdb` checks this).')
+                            '(`python -m kd_plugin.cli.prepare lmdb` checks this).')
         return gt, lq
     if dataset.get('meta_info_file'):
         return {}, {}  # BasicSR reads the listed files; nothing to pair here
@@ -111,12 +115,16 @@ def check_paired_dataset(phase: str, dataset: dict[str, Any], scale: int) -> dic
         if not (h * scale <= gh <= h * scale + slack and w * scale <= gw <= w * scale + slack):
             raise OptionError(f'{prefix}: {name!r} is {w}x{h} in LR and {gw}x{gh} in HR, which does not match '
                               f'scale: {scale} (HR should be {w * scale}x{h * scale}). Fix: set the right `scale`, or '
-                              'regenerate the LR images with `python -m kd_plugin.prepare lr`.')
+                              'regenerate the LR images with `python -m kd_plugin.cli.prepare lr`.')
     if train and dataset.get('gt_size') and lq:
-        smallest = min(min(h, w) for h, w in gt.values())
-        if dataset['gt_size'] > smallest:
+        small = sorted(name for name, (h, w) in gt.items() if min(h, w) < dataset['gt_size'])
+        if small:
+            smallest = min(min(gt[name]) for name in small)
             raise OptionError(f'{prefix}.gt_size: {dataset["gt_size"]} is larger than the smallest HR image side '
-                              f'({smallest} px). Fix: lower gt_size.')
+                              f'({smallest} px): {", ".join(repr(n) for n in small[:5])}'
+                              f'{f" and {len(small) - 5} more" if len(small) > 5 else ""} cannot be cropped. Fix: '
+                              'lower gt_size, or leave those images out (`python -m kd_plugin.cli.prepare merge '
+                              f'--min-size {dataset["gt_size"]}` builds such a folder).')
     return lq
 
 
@@ -148,46 +156,42 @@ def check_window_multiple(opt: dict[str, Any], phase: str, lq: dict[str, tuple[i
 
 
 def check_network_init(opt: dict[str, Any]) -> None:
-    """``network_g/network_t.init_weights`` entries have known keys and name existing layers."""
+    """``network_g/network_t`` name registered archs, and their ``init_weights`` entries have known keys and
+    name existing layers."""
     for net in ('network_g', 'network_t'):
         init = split_init(opt.get(net) or {})[1]
         try:
+            if net in opt:
+                registered_class(ARCH_REGISTRY, opt[net], net)
             check_init(init, net)
             if any('modules' in entry for entry in init):  # layer names need the network itself
-                construct_network(opt[net], net)
+                build_network(opt[net], net)
         except ValueError as err:
             raise OptionError(str(err)) from err
 
 
-def check_kd_model(opt: dict[str, Any]) -> None:
+def check_kd_model(opt: dict[str, Any]) -> KDConfig:
     """Everything ``KDModel`` would reject, checked on CPU with untrained networks before the run
-    starts: option keys, losses, teacher settings, layer names, scales, adapter shapes and the teacher
-    checkpoint (last: the earlier checks name the likelier cause of a mismatch)."""
-    from basicsr.utils.registry import LOSS_REGISTRY
+    starts: the options (:class:`KDConfig`, the parse the model makes too), layer names, scales, adapter
+    shapes and the teacher checkpoint's fit (last: the earlier checks name the likelier cause of a
+    mismatch). Returns the parsed options.
 
-    from kd_plugin.distill.wiring import wire
-    from kd_plugin.models import kd_options
-
-    kd_options.check_teacher_checkpoint(opt)
-    kd_options.check_option_keys(opt)
-    train = opt.get('train') or {}
-    kd_options.require_a_loss(train)
-    kd_options.nan_policy(train)
-    kd_options.check_weighting(train)
-    kd_options.upcycle_options(opt)
-    kd_options.teacher_dtype(train.get('teacher') or {}, torch.device('cuda' if opt.get('num_gpu') else 'cpu'))
-    kd_options.teacher_pad_to(opt)
-    student = construct_network(opt['network_g'], 'network_g')
-    teacher = construct_network(opt['network_t'], 'network_t')
-    feature = construct(LOSS_REGISTRY, train['feature_opt'], 'train.feature_opt') if train.get('feature_opt') else None
-    forward = construct(LOSS_REGISTRY, train['forward_opt'], 'train.forward_opt') if train.get('forward_opt') else None
-    wire(student, teacher, opt['scale'], feature, forward, kd_options.probe_input(opt))
-    if opt['path'].get('strict_load_t', True):
-        mismatch = state_dict_mismatch(kd_options.teacher_state_dict(opt)[0], teacher)
+    The untrained networks and the probe batch draw from the run's seeded random stream, as the model's
+    own construction does next."""
+    config = KDConfig.from_options(opt, torch.device('cuda' if opt.get('num_gpu') else 'cpu'))
+    student = build_network(opt['network_g'], 'network_g')
+    teacher = build_network(opt['network_t'], 'network_t')
+    losses = config.losses
+    feature = construct(LOSS_REGISTRY, losses['feature_opt'], 'train.feature_opt') if 'feature_opt' in losses else None
+    forward = construct(LOSS_REGISTRY, losses['forward_opt'], 'train.forward_opt') if 'forward_opt' in losses else None
+    wire(student, teacher, opt['scale'], feature, forward, probe_input(opt))
+    if config.teacher.strict:
+        mismatch = state_dict_mismatch(config.teacher.params, teacher)
         if mismatch:
             raise ValueError(f'path.pretrain_network_t does not fit network_t ({opt["network_t"].get("type")}): '
                              f'{mismatch}. Fix: use the checkpoint trained with this network_t, or set network_t to '
                              'the arch the checkpoint was trained with')
+    return config
 
 
 def check_options(opt: dict[str, Any]) -> None:
@@ -201,9 +205,8 @@ def check_options(opt: dict[str, Any]) -> None:
     if not opt.get('is_train'):
         return
     try:
-        if opt.get('model_type') == 'KDModel':
-            check_kd_model(opt)
-        check_label_set(opt)
+        config = check_kd_model(opt) if opt.get('model_type') == 'KDModel' else None
+        check_label_set(opt, (lambda path: config.teacher.sha256) if config else sha256)
     except ValueError as err:
         raise OptionError(str(err)) from err
 
@@ -227,12 +230,9 @@ def check_resume_files(opt: dict[str, Any], state_path: str) -> None:
     """Every checkpoint a resumed run reloads from its own experiment exists: ``net_<x>_<iter>.pth`` of
     each saved network and, for a KD run with adapters, ``net_adapters_<iter>.pth``. Without this, a
     missing file would restart that network from scratch with the saved optimizer."""
-    from kd_plugin.compat.resume import missing_checkpoint_error, resumed_networks
-    from kd_plugin.models.kd_model import adapter_checkpoint, uses_adapters
-
     state = load_weights_only(state_path, 'path.resume_state')
     needed = dict(resumed_networks(opt, state['iter']))
-    if opt.get('model_type') == 'KDModel' and uses_adapters(opt):  # the resumed adapters win over a pretrain path
+    if opt.get('model_type') == 'KDModel' and KDConfig.from_options(opt).uses_adapters:  # resumed adapters win
         needed['the KD adapters'] = adapter_checkpoint(opt, state_path)
     for what, path in needed.items():
         if not osp.isfile(path):
@@ -253,8 +253,6 @@ def checked_parse_options(parse_options: Callable) -> Callable:
         check_options(opt)
         resume = None
         if getattr(args, 'auto_resume', False):
-            from kd_plugin.compat.resume import latest_training_state
-
             resume = latest_training_state(opt['path']['training_states'])
         try:
             check_checkpoint_options(opt, resume)

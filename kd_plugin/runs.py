@@ -1,9 +1,12 @@
-"""Deriving runs from an options file and launching them through ``kd_plugin/train.py``.
+"""The project's layout on disk and how runs are derived and launched.
 
-Used by the demo and the ablation, so that both shorten a schedule by the same rule and start
-training the same way (BasicSR's own pipeline, in a subprocess, from the project root).
+Owns where things live (``experiments/<name>/models/net_g_latest.pth``, ``checkpoints/``, ``results/``),
+the one YAML loader for options files, shortened runs (one schedule rule for the demo, the ablation
+and the GPU check) and starting ``kd_plugin/cli/train.py`` in a subprocess from the project root, plain
+or under ``torchrun`` on a free port.
 """
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +19,10 @@ import yaml
 
 #: The project checkout: ``experiments/``, ``results/``, ``datasets/`` and ``checkpoints/`` live here.
 PROJECT_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TRAIN_SCRIPT = osp.join(PROJECT_ROOT, 'kd_plugin', 'train.py')
+TRAIN_SCRIPT = osp.join(PROJECT_ROOT, 'kd_plugin', 'cli', 'train.py')
+#: The shipped HDRNet x4 teacher (demo, GPU check), relative to the project root; SHA-256 in ``checkpoints/SHA256SUMS``.
+SHIPPED_TEACHER = osp.join('checkpoints', 'HDRNet_T91_x4_12k.pth')
+SHA256SUMS = osp.join('checkpoints', 'SHA256SUMS')
 
 
 def with_total_iter(opt: dict[str, Any], total_iter: int) -> dict[str, Any]:
@@ -45,8 +51,14 @@ def with_total_iter(opt: dict[str, Any], total_iter: int) -> dict[str, Any]:
 
 
 def load_options(path: str) -> dict[str, Any]:
+    """An options file as a dict (``ValueError`` naming the file when it is missing or not a mapping)."""
+    if not osp.isfile(path):
+        raise ValueError(f'options file {path!r} does not exist')
     with open(path) as f:
-        return yaml.safe_load(f)
+        opt = yaml.safe_load(f)
+    if not isinstance(opt, dict):
+        raise ValueError(f'options file {path!r} is not a YAML mapping')
+    return opt
 
 
 def write_options(opt: dict[str, Any], folder: str) -> str:
@@ -58,12 +70,31 @@ def write_options(opt: dict[str, Any], folder: str) -> str:
     return path
 
 
-def experiment_dir(name: str) -> str:
-    return osp.join(PROJECT_ROOT, 'experiments', name)
+def experiment_dir(name: str, root: str = PROJECT_ROOT) -> str:
+    """``<root>/experiments/<name>``: where BasicSR writes a training run."""
+    return osp.join(root, 'experiments', name)
+
+
+def latest_weights(name: str, root: str = PROJECT_ROOT) -> str:
+    """``experiments/<name>/models/net_g_latest.pth``: the student a finished run leaves."""
+    return osp.join(experiment_dir(name, root), 'models', 'net_g_latest.pth')
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for ``torchrun --master_port``)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(opt_path: str, nproc: int = 1, *extra: str) -> list[str]:
+    """``torchrun --nproc_per_node=N --master_port=<free> kd_plugin/cli/train.py -opt opt_path --launcher pytorch``."""
+    return [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', f'--master_port={free_port()}',
+            TRAIN_SCRIPT, '-opt', opt_path, '--launcher', 'pytorch', *extra]
 
 
 def launch_train(opt_path: str, *extra: str, on_line: Callable[[str], None] | None = None) -> tuple[int, float]:
-    """``python kd_plugin/train.py -opt opt_path *extra`` from the project root; returns (exit status,
+    """``python kd_plugin/cli/train.py -opt opt_path *extra`` from the project root; returns (exit status,
     seconds). With ``on_line``, the run's output (stdout and stderr) is passed to it line by line
     instead of going to the terminal."""
     cmd = [sys.executable, '-u', TRAIN_SCRIPT, '-opt', opt_path, *extra]

@@ -1,4 +1,4 @@
-"""``kd_plugin/train.py`` with probes, for the multi-process tests (run under ``torchrun``).
+"""``kd_plugin/cli/train.py`` with probes, for the multi-process tests (run under ``torchrun``).
 
 Environment variables switch the probes on:
 
@@ -18,8 +18,8 @@ import torch  # noqa: E402
 
 import kd_plugin  # noqa: E402,F401
 from kd_plugin.compat import checkpoints  # noqa: E402
-from kd_plugin.entry import run_pipeline  # noqa: E402
 from kd_plugin.models.kd_model import KDModel  # noqa: E402
+from kd_plugin.pipeline import run_pipeline  # noqa: E402
 
 RANK = int(os.environ.get('RANK', '0'))
 PROBE_DIR = os.environ.get('KD_PROBE_DIR')

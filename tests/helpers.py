@@ -4,7 +4,6 @@ Fixtures live in ``conftest.py``; everything a test imports lives here (or in ``
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 from os import path as osp
@@ -14,6 +13,7 @@ import torch
 import yaml
 
 import kd_plugin  # noqa: F401  (must precede any basicsr import: compatibility fixes)
+from kd_plugin.runs import TRAIN_SCRIPT, free_port, torchrun_command  # noqa: F401  (free_port: for tests)
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir))
 SHARED_DATA = osp.abspath(osp.join(ROOT, osp.pardir, 'shared', 'data'))
@@ -36,13 +36,6 @@ def shared_data(test_set: str, *parts: str) -> str:
     return path
 
 
-def free_port() -> int:
-    """A TCP port on the loopback that nothing listens on right now (for torch.distributed)."""
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def run(args: list[str], cwd: str = ROOT, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command of this project with the test interpreter; output captured as text. On timeout the
     whole process group is killed (a hung torchrun leaves no workers behind) and ``TimeoutExpired`` raised."""
@@ -60,16 +53,16 @@ def run(args: list[str], cwd: str = ROOT, timeout: int = 600, env: dict | None =
 
 def train(opt_path: str, *extra: str, cwd: str = ROOT, timeout: int = 600,
           env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python kd_plugin/train.py -opt opt_path *extra``."""
-    return run([sys.executable, osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', opt_path, *extra], cwd, timeout, env)
+    """``python kd_plugin/cli/train.py -opt opt_path *extra``."""
+    return run([sys.executable, TRAIN_SCRIPT, '-opt', opt_path, *extra], cwd, timeout, env)
 
 
 def torchrun_train(opt_path: str, nproc: int = 2, timeout: int = 300, env: dict | None = None,
-                   script: str = osp.join(ROOT, 'kd_plugin', 'train.py')):
-    """``torchrun --nproc_per_node=N kd_plugin/train.py -opt F --launcher pytorch`` on a free port, on CPU
-    processes (gloo) even where CUDA is present, so the test means the same on every machine."""
-    cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', f'--master_port={free_port()}',
-           script, '-opt', opt_path, '--launcher', 'pytorch']
+                   script: str = TRAIN_SCRIPT):
+    """``torchrun --nproc_per_node=N kd_plugin/cli/train.py -opt F --launcher pytorch`` on a free port
+    (:func:`kd_plugin.runs.torchrun_command`; ``script`` replaces train.py), on CPU processes (gloo) even where
+    CUDA is present, so the test means the same on every machine."""
+    cmd = [script if part == TRAIN_SCRIPT else part for part in torchrun_command(opt_path, nproc)]
     return run(cmd, timeout=timeout, env={'CUDA_VISIBLE_DEVICES': '', **(env or {})})
 
 

@@ -1,4 +1,4 @@
-"""``python -m kd_plugin.ablation``: runs that differ only in their KD terms, seeds, statistics, a table."""
+"""``python -m kd_plugin.cli.ablation``: runs that differ only in their KD terms, seeds, statistics, a table."""
 import json
 import math
 import os
@@ -11,7 +11,7 @@ import yaml
 from kd_plugin.ablation import equal_time, runner, variants
 from kd_plugin.ablation.seed_stats import mean_std, paired_delta
 from kd_plugin.checkpoint_io import sha256
-from kd_plugin.models.kd_options import KD_INGREDIENTS
+from kd_plugin.models.kd_config import KD_INGREDIENTS
 from tests.helpers import ROOT, run, shared_data, write_options
 from tests.kd_fixtures import kd_options
 
@@ -65,7 +65,7 @@ def test_seed_statistics_match_a_hand_computation():
 def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teacher, tiny_pairs, exp_name, tmp_path):
     opt_path = write_options(str(tmp_path), kd_options(exp_name, tiny_pairs, teacher, total_iter=4))
     out = tmp_path / 'out'
-    cmd = [sys.executable, '-m', 'kd_plugin.ablation', '-opt', opt_path, '--sets', shared_data('Set5'),
+    cmd = [sys.executable, '-m', 'kd_plugin.cli.ablation', '-opt', opt_path, '--sets', shared_data('Set5'),
            '--seeds', '0', '1', '--output', str(out)]
     first = run(cmd, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -106,13 +106,14 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
 
 
 @pytest.mark.parametrize('extra,needle', [
-    (['--seeds', '0', '1', '0'], 'error: --seeds 0 1 0: a seed is repeated'),
-    (['--variants', 'init_only'], 'error: --variants: init_only do(es) not apply to this recipe; choose from no_kd'),
+    (['--seeds', '0', '1', '0'], 'error: ablation: --seeds 0 1 0: a seed is repeated'),
+    (['--variants', 'init_only'],
+     'error: ablation: --variants: init_only do(es) not apply to this recipe; choose from no_kd'),
 ])
 def test_bad_ablation_arguments_are_refused_before_any_training(teacher, tiny_pairs, exp_name, tmp_path, extra,
                                                                  needle):
     opt_path = write_options(str(tmp_path), kd_options(exp_name, tiny_pairs, teacher, total_iter=2))
-    result = run([sys.executable, '-m', 'kd_plugin.ablation', '-opt', opt_path, *extra])
+    result = run([sys.executable, '-m', 'kd_plugin.cli.ablation', '-opt', opt_path, *extra])
     assert result.returncode == 2 and needle in result.stderr, result.stderr[-2000:]
     assert not [d for d in os.listdir(osp.join(ROOT, 'experiments')) if d.startswith(exp_name)]
 

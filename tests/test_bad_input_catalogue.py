@@ -103,7 +103,7 @@ def test_output_folder_that_cannot_be_created(tiny_pairs, tmp_path):
     root.mkdir()
     (root / 'experiments').write_text('not a folder')
     opt_path = write_options(str(tmp_path), sr_options('blocked', tiny_pairs))
-    code = ('import sys; from kd_plugin.entry import run_pipeline; '
+    code = ('import sys; from kd_plugin.pipeline import run_pipeline; '
             f'sys.argv = ["train.py", "-opt", {opt_path!r}]; sys.exit(run_pipeline("train", {str(root)!r}))')
     result = run([sys.executable, '-c', code])
     assert result.returncode == 2, result.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""``python -m kd_plugin.benchmark``: the metric pipeline matches the literature; bad input stays in its row."""
+"""``python -m kd_plugin.cli.benchmark``: the metric pipeline matches the literature; bad input stays in its row."""
 import importlib.util
 import json
 import os
@@ -14,6 +14,7 @@ from basicsr.metrics import calculate_psnr
 from kd_plugin.benchmark import compare
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set, score, to_grey
 from kd_plugin.checkpoint_io import pick_state_dict
+from kd_plugin.cli import benchmark as benchmark_tool
 from kd_plugin.model_loading import parse_model
 from tests.helpers import shared_data, tiny_model
 
@@ -88,7 +89,7 @@ def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
     cv2.imwrite(str(broken / 'HR' / 'a.png'), np.full((32, 32, 3), 128, np.uint8))
     cv2.imwrite(str(broken / 'LR_bicubic' / 'X2' / 'a.png'), np.full((15, 16, 3), 128, np.uint8))
     out = tmp_path / 'out'
-    code = compare.main(['--model', 'bicubic', '--model', good, '--model', typo, '--model', other,
+    code = benchmark_tool.main(['--model', 'bicubic', '--model', good, '--model', typo, '--model', other,
                          '--model', f'mismatch={good}@{other[:-4]}.pth', '--model', 'missing.yml',
                          '--sets', shared_data('Set5'), str(broken), str(tmp_path / 'NoSuchSet'),
                          '--scales', '2', '--lr-size', '16', '16', '--runs', '1', '--threads', '1',
@@ -100,7 +101,7 @@ def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
     assert abs(rows['Bicubic']['Set5_psnr'] - 33.67) < 0.01
     assert rows['tiny_edsr']['params'] > 0 and rows['tiny_edsr']['gflops'] > 0 and rows['tiny_edsr']['cpu_fp32_ms'] > 0
     assert 'Set5_psnr' in rows['tiny_edsr'] and 'mean_psnr' in rows['tiny_edsr']
-    assert "unknown arch 'EDSRR'; did you mean EDSR" in rows['typo']['error']
+    assert "'EDSRR' is not registered in BasicSR's arch registry; did you mean EDSR" in rows['typo']['error']
     assert 'error' not in rows['other'] and rows['other']['Set5_psnr'] > 0
     mismatch = rows['mismatch']['error']
     assert 'does not fit EDSR: missing' in mismatch and 'body.0.conv1.weight' in mismatch

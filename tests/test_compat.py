@@ -104,6 +104,19 @@ def test_check_resume_redirects_only_networks_the_run_saved(tmp_path):
         basicsr.utils.misc.check_resume(lost, 4)  # ... and the old fix skipped it: a silent restart from scratch
 
 
+def test_resume_keeps_the_networks_the_model_class_declares_frozen(tmp_path):
+    """The resume fix asks the model class (``frozen_networks``), not a hard-coded model name."""
+    from kd_plugin.compat.resume import frozen_networks, resumed_networks
+    from kd_plugin.models.kd_model import KDModel
+
+    opt = _resume_opt(tmp_path)
+    assert KDModel.frozen_networks == ('network_t',) and frozen_networks(opt) == {'network_t'}
+    assert set(resumed_networks(opt, 12)) == {'network_g'}
+    as_sr = dict(opt, model_type='SRModel')  # SRModel declares nothing frozen: every network is its own
+    assert frozen_networks(as_sr) == set() and set(resumed_networks(as_sr, 12)) == {'network_g', 'network_t'}
+    assert frozen_networks(dict(opt, model_type='NotRegistered')) == set()
+
+
 def _read_in_child(lmdb_path, queue, parent_env_id):
     from kd_plugin.compat import lmdb_envs
 

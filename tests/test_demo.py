@@ -1,13 +1,15 @@
-"""The README's main job, ``python -m kd_plugin.demo`` (``make demo``), on a few iterations."""
+"""The README's main job, ``python -m kd_plugin.cli.demo`` (``make demo``), on a few iterations."""
 import json
 import os
 import sys
 from os import path as osp
 
 import cv2
+import pytest
 
 from kd_plugin.checkpoint_io import sha256
-from kd_plugin.demo import TEACHER, TEACHER_SHA256
+from kd_plugin.runs import SHA256SUMS as TEACHER_SHA256
+from kd_plugin.runs import SHIPPED_TEACHER as TEACHER
 from tests.helpers import ROOT, run
 
 
@@ -30,7 +32,7 @@ def test_every_shipped_checkpoint_is_listed_with_its_sha256():
 
 
 def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
-    cmd = [sys.executable, '-m', 'kd_plugin.demo', '--total_iter', '4', '--tag', exp_name]
+    cmd = [sys.executable, '-m', 'kd_plugin.cli.demo', '--total-iter', '4', '--tag', exp_name]
     first = run(cmd, timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     out = osp.join(ROOT, 'results', exp_name)
@@ -48,7 +50,7 @@ def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
     assert f'side-by-side crops: {osp.join(out, "side_by_side.png")}' in first.stdout
     assert 'Teacher on photos_val (computed once)' in first.stdout  # BasicSR's log lines are shown
 
-    second = run(cmd + ['--no_baseline'], timeout=900)
+    second = run(cmd + ['--no-baseline'], timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     archived = [d for d in os.listdir(osp.join(ROOT, 'results')) if d.startswith(f'{exp_name}_archived_')]
     assert len(archived) == 1 and osp.isfile(osp.join(ROOT, 'results', archived[0], 'results.md'))
@@ -62,6 +64,18 @@ def test_readme_starts_with_the_two_commands_and_make_runs_them():
     commands = [line.split('#')[0].strip() for line in first_block.splitlines() if line.strip()]
     assert commands == ['make demo', 'make test']
     makefile = open(osp.join(ROOT, 'Makefile')).read()
-    assert '$(BIN)/python -m kd_plugin.demo' in makefile.split('\ndemo:')[1].split('\n\n')[0]
+    assert '$(BIN)/python -m kd_plugin.cli.demo' in makefile.split('\ndemo:')[1].split('\n\n')[0]
     assert '$(BIN)/python -m pytest' in makefile.split('\ntest:')[1]
     assert 'make test' in open(osp.join(ROOT, '.ci', 'run')).read()
+
+
+def test_a_modified_checkpoint_fails_its_listed_sha256(tmp_path):
+    from kd_plugin.checkpoint_io import verify_listed_sha256
+
+    (tmp_path / 'teacher.pth').write_bytes(b'weights')
+    (tmp_path / 'SHA256SUMS').write_text(f'{sha256(str(tmp_path / "teacher.pth"))}  teacher.pth\n')
+    assert verify_listed_sha256(str(tmp_path / 'teacher.pth'), str(tmp_path / 'SHA256SUMS')).endswith('teacher.pth')
+    (tmp_path / 'teacher.pth').write_bytes(b'weights, changed')
+    with pytest.raises(ValueError, match=r'teacher.pth has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64} .*Fix: git '
+                                         r'checkout'):
+        verify_listed_sha256(str(tmp_path / 'teacher.pth'), str(tmp_path / 'SHA256SUMS'))

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from kd_plugin.archs.build import construct_network
+from kd_plugin.archs.build import build_network
 from kd_plugin.data.matlab_bicubic import bicubic_downscale
 from kd_plugin.preflight import check_options
 from tests.helpers import ROOT, run, shared_data
@@ -35,7 +35,7 @@ def mini_div2k(tmp_path_factory) -> str:
         for s in (2, 4):
             (root / 'DIV2K_train_LR_bicubic' / f'X{s}').mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(root / 'DIV2K_train_LR_bicubic' / f'X{s}' / f'{i:04d}x{s}.png'), bicubic_downscale(img, s))
-    result = run([sys.executable, '-m', 'kd_plugin.prepare', 'div2k', '--root', str(root), '--scales', '2', '4',
+    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', str(root), '--scales', '2', '4',
                   '--lmdb'])
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'x2: 8 sub-image pairs, x4: 8 sub-image pairs' in result.stdout
@@ -61,7 +61,7 @@ def test_prepare_div2k_writes_basicsr_names_sizes_and_lmdbs(mini_div2k):
 def test_prepare_div2k_resumes_and_never_overwrites(mini_div2k, tmp_path):
     hr_sub = osp.join(mini_div2k, 'DIV2K_train_HR_sub')
     stamp = {n: os.path.getmtime(osp.join(hr_sub, n)) for n in os.listdir(hr_sub)}
-    again = run([sys.executable, '-m', 'kd_plugin.prepare', 'div2k', '--root', mini_div2k, '--scales', '2', '4',
+    again = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', mini_div2k, '--scales', '2', '4',
                  '--lmdb'])
     assert again.returncode == 0
     assert {n: os.path.getmtime(osp.join(hr_sub, n)) for n in os.listdir(hr_sub)} == stamp
@@ -75,13 +75,13 @@ def test_prepare_div2k_resumes_and_never_overwrites(mini_div2k, tmp_path):
     (x4.parent / '.X4_sub.complete').unlink()
     (x4 / '0002_s003.png').unlink()
     kept = os.path.getmtime(x4 / '0001_s001.png')
-    result = run([sys.executable, '-m', 'kd_plugin.prepare', 'div2k', '--root', str(copy), '--scales', '4'])
+    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', str(copy), '--scales', '4'])
     assert result.returncode == 0, result.stderr[-2000:]
     assert (x4 / '0002_s003.png').is_file() and os.path.getmtime(x4 / '0001_s001.png') == kept
 
 
 def test_missing_or_unpaired_div2k_folders_are_named(mini_div2k, tmp_path):
-    result = run([sys.executable, '-m', 'kd_plugin.prepare', 'div2k', '--root', str(tmp_path), '--scales', '4'])
+    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', str(tmp_path), '--scales', '4'])
     assert result.returncode == 2 and f'{tmp_path}/DIV2K_train_HR does not exist' in result.stderr
     import shutil
 
@@ -90,7 +90,7 @@ def test_missing_or_unpaired_div2k_folders_are_named(mini_div2k, tmp_path):
     (copy / 'DIV2K_train_LR_bicubic' / 'X4').mkdir(parents=True)
     shutil.copy(osp.join(mini_div2k, 'DIV2K_train_LR_bicubic', 'X4', '0001x4.png'), copy / 'DIV2K_train_LR_bicubic' /
                 'X4')
-    result = run([sys.executable, '-m', 'kd_plugin.prepare', 'div2k', '--root', str(copy), '--scales', '4'])
+    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', str(copy), '--scales', '4'])
     assert result.returncode == 2 and 'do not pair up (only in HR: [\'0002_s001.png\'' in result.stderr
 
 
@@ -117,6 +117,6 @@ def test_div2k_options_pass_the_pre_run_checks_on_a_prepared_tree(path, mini_div
                 'datasets/Set5', shared_data('Set5'))
     if 'network_t' in opt:  # the teacher of a KD file: an untrained one of the right arch
         teacher = str(tmp_path / 'teacher.pth')
-        torch.save({'params': construct_network(dict(opt['network_t'])).state_dict()}, teacher)
+        torch.save({'params': build_network(dict(opt['network_t'])).state_dict()}, teacher)
         opt['path']['pretrain_network_t'] = teacher
     check_options(opt)

@@ -1,4 +1,4 @@
-"""``python -m kd_plugin.export``: ONNX files that onnxruntime runs with PyTorch's results, and clear refusals."""
+"""``python -m kd_plugin.cli.export``: ONNX files that onnxruntime runs with PyTorch's results, and clear refusals."""
 import os
 import sys
 
@@ -8,7 +8,8 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from kd_plugin import export
+from kd_plugin import onnx_export
+from kd_plugin.cli import export
 from kd_plugin.model_loading import OnnxNet, load_model, parse_model
 from tests.helpers import run, shared_data, tiny_model
 
@@ -75,7 +76,7 @@ def test_fp16_export_and_infer_with_the_onnx_file(tmp_path):
     spec = tiny_model(str(tmp_path), 'student', ARCHS['DeformableHDRNet'], scale=4)
     out = tmp_path / 'student_fp16.onnx'
     assert export.main(['--model', spec, '--output', str(out), '--fp16']) == 0
-    result = run([sys.executable, '-m', 'kd_plugin.infer', '--model', str(out), '--input',
+    result = run([sys.executable, '-m', 'kd_plugin.cli.infer', '--model', str(out), '--input',
                   shared_data('Set5', 'LR_bicubic', 'X4', 'head.png'), '--output', str(tmp_path / 'sr')])
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / 'sr' / 'head_x4.png').is_file()
@@ -86,7 +87,7 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, capsys):
     out = tmp_path / 'model.onnx'
     out.write_bytes(b'precious')
     assert export.main(['--model', spec, '--output', str(out)]) == 2
-    assert 'error: --output' in capsys.readouterr().err and out.read_bytes() == b'precious'
+    assert 'error: export: --output' in capsys.readouterr().err and out.read_bytes() == b'precious'
 
 
 def test_a_model_that_differs_beyond_tolerance_fails_naming_the_difference(tmp_path, capsys, monkeypatch):
@@ -127,7 +128,7 @@ def test_an_op_without_onnx_translation_is_named_with_its_layer(tmp_path, capsys
 
 
 def test_check_images_are_a_real_photograph_at_two_sizes():
-    images = export.check_images()
+    images = onnx_export.check_images()
     assert [im.shape for im in images] == [(1, 3, 40, 56), (1, 3, 29, 37)]
     assert all(im.std() > 0.05 and 0 <= im.min() and im.max() <= 1 for im in images)
     assert not np.array_equal(images[0][..., :29, :37], images[1])  # different crops, not only sizes

@@ -1,9 +1,9 @@
-"""``python -m kd_plugin.gpu_check``: the GPU command's code paths, run on the CPU (``--smoke``)."""
+"""``python -m kd_plugin.cli.gpu_check``: the GPU command's code paths, run on the CPU (``--smoke``)."""
 import json
 import os
 import sys
 
-from kd_plugin import gpu_check
+from kd_plugin.cli import gpu_check
 from tests.helpers import ROOT, run
 
 
@@ -32,7 +32,7 @@ def test_smoke_run_writes_every_section_and_leaves_no_experiment(tmp_path):
 
 
 def test_without_cuda_and_without_smoke_it_explains_in_one_line(tmp_path):
-    result = run([sys.executable, '-m', 'kd_plugin.gpu_check', '--output', str(tmp_path)],
+    result = run([sys.executable, '-m', 'kd_plugin.cli.gpu_check', '--output', str(tmp_path)],
                  env={'CUDA_VISIBLE_DEVICES': ''})
     assert result.returncode == 2
     assert result.stderr.strip() == ('error: gpu_check needs a CUDA device (none is visible here); use --smoke for '

@@ -41,7 +41,7 @@ def test_fakd_affinity_by_hand():
     loss = build_loss({'type': 'FeatureMatchingLoss', 'criterion': 'fakd',
                        'pairs': [{'student': 's', 'teacher': 't'}]})
     adapters = build_adapters([('pair', feat.shape, teacher.shape)], False, True, None, True)
-    assert adapters['features'][0].is_identity
+    assert adapters['features'][0].conv is None
     assert loss([feat], [teacher]).item() == pytest.approx((0 + 0.6 + 0.6 + 0) / 4)
 
 
@@ -64,7 +64,7 @@ def test_fitnet_l2_with_adapter_and_weights():
     pairs = [('a', s1.shape, t1.shape), ('c', s2.shape, t2.shape)]
     adapters = build_adapters(pairs, True, True, None, True)['features']
     conv = adapters[0].conv
-    assert conv.in_channels == 3 and conv.out_channels == 5 and adapters[1].is_identity
+    assert conv.in_channels == 3 and conv.out_channels == 5 and adapters[1].conv is None
     expected = 0.5 * (2.0 * (conv(s1) - t1).square().mean() + (s2 - t2).square().mean())
     torch.testing.assert_close(loss([adapters[0](s1), adapters[1](s2)], [t1, t2]), expected)
 
@@ -79,8 +79,10 @@ def test_adapter_resizes_or_rejects_spatial_mismatch():
 
 
 def test_feature_pairs_are_validated():
-    with pytest.raises(ValueError, match=r'pairs\[0\]: expected keys student, teacher'):
+    with pytest.raises(ValueError, match=r'pairs\[0\]\.studnet: unknown key; did you mean `student`\?'):
         build_loss({'type': 'FeatureMatchingLoss', 'pairs': [{'studnet': 'a', 'teacher': 'b'}]})
+    with pytest.raises(ValueError, match=r'pairs\[0\]: missing key\(s\) teacher'):
+        build_loss({'type': 'FeatureMatchingLoss', 'pairs': [{'student': 'a'}]})
     with pytest.raises(ValueError, match='at least one'):
         build_loss({'type': 'FeatureMatchingLoss', 'pairs': []})
 

@@ -49,7 +49,7 @@ def test_adapters_are_trained_by_their_own_optimizer_once_per_step(teacher_path,
     model = build_model(opt)
     model.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 32, 32)})
     feature_adapters, forward_adapter = model.net_adapters['features'], model.net_adapters['forward_adaptation']
-    assert feature_adapters[0].is_identity  # coeffs.grid shapes agree
+    assert feature_adapters[0].conv is None  # coeffs.grid shapes agree
     assert feature_adapters[1].conv.in_channels == 6 and feature_adapters[1].conv.out_channels == 12
     assert forward_adapter.conv is not None
     before = params(model.net_adapters)
@@ -98,7 +98,7 @@ def test_forward_adaptation_with_an_identity_adapter_survives_inplace_ops_in_the
               'feature_opt': {'type': 'FeatureMatchingLoss', 'pairs': [{'student': 'conv_first',
                                                                          'teacher': 'conv_first'}]}}
     model = make_model(path, tmp_path, losses, network_g=dict(arch), network_t=dict(arch))
-    assert model.net_adapters['forward_adaptation'].is_identity
+    assert model.net_adapters['forward_adaptation'].conv is None
     assert model.student_recorder.clone == {'conv_first'} and model.teacher_recorder.clone == {'conv_first'}
     before = params(model.net_g)
     model.optimize_parameters(1)  # raised "modified by an inplace operation" before
@@ -167,7 +167,7 @@ def test_bf16_channels_last_teacher_path_runs_the_teacher_fast_and_trains(teache
     torch.manual_seed(0)
     fast = build_model(fast_opt)
     ref = make_model(teacher_path, tmp_path, all_losses())
-    assert fast.teacher_dtype is torch.bfloat16 and fast.teacher_channels_last
+    assert fast.kd.teacher.dtype is torch.bfloat16 and fast.kd.teacher.channels_last
     assert fast.net_t.head.weight.is_contiguous(memory_format=torch.channels_last)
     lq = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
@@ -190,7 +190,7 @@ def test_window_teacher_is_padded_to_its_window_and_cropped_back(tmp_path):
     path = save_teacher(str(tmp_path), swin)
     opt = kd_model_options(path, {'distill_opt': all_losses()['distill_opt']}, str(tmp_path), network_t=swin)
     model = build_model(opt)
-    assert model.teacher_pad_to == 4
+    assert model.kd.teacher.pad_to == 4
     lq = torch.rand(1, 3, 10, 14)
     with torch.no_grad():
         out = model.teacher_forward(lq)

@@ -1,4 +1,4 @@
-"""KDModel end to end through kd_plugin/train.py and kd_plugin/test.py, on tiny data, on CPU."""
+"""KDModel end to end through kd_plugin/cli/train.py and kd_plugin/cli/test.py, on tiny data, on CPU."""
 import os
 import sys
 from os import path as osp
@@ -36,7 +36,7 @@ def test_kd_run_validates_saves_resumes_and_tests(tiny_pairs, teacher, exp_name,
                 'network_g': dict(TINY_STUDENT), 'datasets': {'test_1': opt['datasets']['val']}, 'val': opt['val'],
                 'path': {'pretrain_network_g': experiment(exp_name, 'models', 'net_g_latest.pth'),
                          'strict_load_g': True}}
-    tested = run([sys.executable, osp.join(ROOT, 'kd_plugin', 'test.py'), '-opt',
+    tested = run([sys.executable, osp.join(ROOT, 'kd_plugin', 'cli', 'test.py'), '-opt',
                   write_options(str(tmp_path), dict(test_opt, name=exp_name))])
     assert tested.returncode == 0, tested.stderr[-3000:]
     results = osp.join(ROOT, 'results', exp_name)

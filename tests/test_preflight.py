@@ -25,7 +25,7 @@ def test_lmdb_with_different_lr_and_hr_keys(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs, backend='lmdb')
     opt['datasets']['train']['dataroot_lq'] = str(bad_lr)
     fails_cleanly(opt, tmp_path, 'datasets.train', "only in LR: ['other']", "only in HR: ['img3']",
-                   'kd_plugin.prepare lmdb')
+                   'kd_plugin.cli.prepare lmdb')
 
 
 def test_lr_hr_sizes_disagree_with_scale(tiny_pairs, exp_name, tmp_path):
@@ -56,7 +56,8 @@ def test_unreadable_image_is_named(tiny_pairs, exp_name, tmp_path):
 def test_patch_larger_than_images(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs)
     opt['datasets']['train']['gt_size'] = 96
-    fails_cleanly(opt, tmp_path, 'datasets.train.gt_size: 96', 'smallest HR image side (64 px)')
+    fails_cleanly(opt, tmp_path, 'datasets.train.gt_size: 96', 'smallest HR image side (64 px)', "'img1'",
+                  'prepare merge --min-size 96')
 
 
 def test_num_gpu_1_without_cuda(tiny_pairs, exp_name, tmp_path):

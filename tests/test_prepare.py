@@ -1,4 +1,4 @@
-"""`python -m kd_plugin.prepare`: LR pairs, LMDBs BasicSR can read, sub-images, the no-download photos."""
+"""`python -m kd_plugin.cli.prepare`: LR pairs, LMDBs BasicSR can read, sub-images, the no-download photos."""
 import os
 import sys
 from os import path as osp
@@ -16,7 +16,7 @@ from tests.helpers import run, shared_data
 
 
 def prepare(*args: str):
-    return run([sys.executable, '-m', 'kd_plugin.prepare', *args])
+    return run([sys.executable, '-m', 'kd_plugin.cli.prepare', *args])
 
 
 def _noise(h, w, seed=0):
@@ -157,7 +157,7 @@ def test_split_holds_out_pairs_reproducibly_and_never_overwrites(tmp_path):
         for i in range(6):
             cv2.imwrite(str(src / kind / f'im{i}.png'), np.full((8, 8, 3), i * 10, np.uint8))
     out = tmp_path / 'split'
-    result = run([sys.executable, '-m', 'kd_plugin.prepare', 'split', '--input', str(src), '--output', str(out),
+    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'split', '--input', str(src), '--output', str(out),
                   '--holdout', '2', '--seed', '3'])
     assert result.returncode == 0, result.stderr
     val = sorted(os.listdir(out / 'val' / 'HR'))
@@ -167,9 +167,86 @@ def test_split_holds_out_pairs_reproducibly_and_never_overwrites(tmp_path):
     from kd_plugin.data.holdout import split_pairs
 
     assert split_pairs(str(src), str(tmp_path / 'again'), 2, seed=3)['val'] == val  # same seed, same split
-    again = run([sys.executable, '-m', 'kd_plugin.prepare', 'split', '--input', str(src), '--output', str(out)])
-    assert again.returncode == 2 and f'error: prepare split: {out} exists' in again.stderr
+    again = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'split', '--input', str(src), '--output', str(out)])
+    assert again.returncode == 2 and f'error: prepare: {out} exists' in again.stderr
     (src / 'LR' / 'im0.png').unlink()
-    bad = run([sys.executable, '-m', 'kd_plugin.prepare', 'split', '--input', str(src), '--output',
+    bad = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'split', '--input', str(src), '--output',
                str(tmp_path / 'x')])
     assert bad.returncode == 2 and "only in HR: ['im0.png']" in bad.stderr
+
+
+def _pairs(root, names, size=8):
+    for kind, side in (('HR', size), ('LR', size // 2)):
+        (root / kind).mkdir(parents=True)
+        for name in names:
+            cv2.imwrite(str(root / kind / name), np.full((side, side + 4, 3), len(name), np.uint8))
+
+
+def test_merge_links_pairs_leaves_out_small_ones_and_refuses_clashes(tmp_path):
+    _pairs(tmp_path / 'a', ['t1.png', 't2.png'], size=8)
+    _pairs(tmp_path / 'b', ['100.png'], size=16)
+    out = tmp_path / 'merged'
+    result = prepare('merge', '--input', str(tmp_path / 'a'), '--input', str(tmp_path / 'b'), '--output', str(out),
+                     '--min-size', '12')
+    assert result.returncode == 0, result.stderr
+    assert 'left out (HR under 12 px): t1.png, t2.png' in result.stdout
+    assert os.listdir(out / 'HR') == ['100.png'] and os.listdir(out / 'LR') == ['100.png']
+    assert osp.islink(out / 'LR' / '100.png')
+    assert np.array_equal(read_image(str(out / 'LR' / '100.png')), read_image(str(tmp_path / 'b' / 'LR' / '100.png')))
+
+    again = prepare('merge', '--input', str(tmp_path / 'a'), '--output', str(out))
+    assert again.returncode == 2 and f'{out} exists' in again.stderr
+    _pairs(tmp_path / 'c', ['t2.png'])
+    clash = prepare('merge', '--input', str(tmp_path / 'a'), '--input', str(tmp_path / 'c'), '--output',
+                    str(tmp_path / 'x'))
+    assert clash.returncode == 2 and "'t2.png' is in both" in clash.stderr and not (tmp_path / 'x').exists()
+
+
+def _make_data_commands(target: str) -> list[str]:
+    """The ``kd_plugin.cli.prepare`` lines of the Makefile's ``data`` recipe that mention ``target``."""
+    with open(osp.join(osp.dirname(__file__), '..', 'Makefile')) as f:
+        return [line for line in f if 'kd_plugin.cli.prepare' in line and target in line]
+
+
+def test_bsd400_held_out_images_are_in_no_training_list(tmp_path):
+    """`make data`'s BSD400 split and merge, run on stand-ins named like the real files: the 20 held-out
+    images are in neither training list; the T91 + BSD400 set is everything else that fits 128 px."""
+    import re
+
+    bsd = sorted(osp.splitext(n)[0] + '.png' for n in os.listdir(shared_data('BSD400')) if n.endswith('.jpg'))
+    t91 = sorted(os.listdir(shared_data('T91')))
+    assert len(bsd) == 400 and len(t91) == 91
+    _pairs(tmp_path / 'BSD400' / 'X4', bsd, size=128)
+    _pairs(tmp_path / 'T91' / 'X4', t91, size=128)
+    holdout = re.search(r'^BSD400_HOLDOUT \?= (\d+)', open(osp.join(osp.dirname(__file__), '..', 'Makefile')).read(),
+                        re.M).group(1)
+    for line in _make_data_commands('BSD400_split/X$$s'):
+        args = line.split('kd_plugin.cli.prepare ')[1].split(' ||')[0].replace('$$s', '4')
+        args = args.replace('$(BSD400_HOLDOUT)', holdout).replace('datasets/', f'{tmp_path}/').split()
+        result = prepare(*args)
+        assert result.returncode == 0, result.stderr
+    val = set(os.listdir(tmp_path / 'BSD400_split' / 'X4' / 'val' / 'HR'))
+    train = set(os.listdir(tmp_path / 'BSD400_split' / 'X4' / 'train' / 'HR'))
+    merged = set(os.listdir(tmp_path / 'T91_BSD400' / 'X4' / 'HR'))
+    assert len(val) == 20 and not val & train and not val & merged
+    assert merged == train | set(t91)
+
+
+
+def test_t91_bsd400_files_train_on_the_merged_set_and_choose_on_the_held_out_images():
+    import glob
+
+    import yaml
+
+    files = sorted(glob.glob(osp.join(osp.dirname(__file__), '..', 'options', '**', '*T91_BSD400*.yml'),
+                             recursive=True))
+    assert len(files) >= 3
+    for path in files:
+        with open(path) as f:
+            opt = yaml.safe_load(f)
+        train = opt['datasets']['train']
+        assert train['dataroot_gt'].startswith('datasets/T91_BSD400/') and train['dataroot_lq'].startswith(
+            'datasets/T91_BSD400/'), path
+        vals = [d for k, d in opt['datasets'].items() if k.startswith('val')]
+        assert vals[0]['dataroot_gt'] == 'datasets/BSD400_split/X4/val/HR', path  # the first: where settings are chosen
+        assert not any('BSD400_split/X4/val' in str(v) for v in train.values()), path

@@ -20,16 +20,16 @@ PLACEHOLDERS = ('FILE', '...', 'IMG', 'DIR', 'HR_DIR', '<')
 
 def test_readme_shows_the_commands_a_user_needs():
     """The main job, the tests, and each documented tool appear as commands to copy."""
-    starts = ['make demo', 'make test', 'python kd_plugin/train.py -opt', 'python kd_plugin/test.py -opt',
-              'torchrun --nproc_per_node=', 'python -m kd_plugin.prepare div2k',
-              'python -m kd_plugin.benchmark --model', 'python -m kd_plugin.ablation -opt',
-              'python -m kd_plugin.infer --model', 'python -m kd_plugin.export',
-              'python -m kd_plugin.benchmark.kd_overhead', 'python -m kd_plugin.benchmark.slicing',
-              'python -m kd_plugin.prepare teacher-labels -opt']
+    starts = ['make demo', 'make test', 'python kd_plugin/cli/train.py -opt', 'python kd_plugin/cli/test.py -opt',
+              'torchrun --nproc_per_node=', 'python -m kd_plugin.cli.prepare div2k',
+              'python -m kd_plugin.cli.benchmark --model', 'python -m kd_plugin.cli.ablation -opt',
+              'python -m kd_plugin.cli.infer --model', 'python -m kd_plugin.cli.export',
+              'python -m kd_plugin.cli.kd_overhead', 'python -m kd_plugin.cli.slicing',
+              'python -m kd_plugin.cli.prepare teacher-labels -opt']
     for start in starts:
         assert any(c.startswith(start) for c in COMMANDS), f'no README command starts with {start!r}'
-    assert any(c.startswith('python -m kd_plugin.ablation') and '--seeds 0 1 2' in c for c in COMMANDS)
-    assert any(c.startswith('python -m kd_plugin.infer') and '.onnx' in c for c in COMMANDS)
+    assert any(c.startswith('python -m kd_plugin.cli.ablation') and '--seeds 0 1 2' in c for c in COMMANDS)
+    assert any(c.startswith('python -m kd_plugin.cli.infer') and '.onnx' in c for c in COMMANDS)
 
 
 @pytest.mark.parametrize('command', COMMANDS)
@@ -54,3 +54,40 @@ def test_readme_module_starts(module):
     result = run([sys.executable, '-m', module, '--help'])
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'usage:' in result.stdout
+
+
+def _help(module: str, sub: str | None) -> str:
+    """``--help`` of a tool (and sub-command), in this process."""
+    import contextlib
+    import importlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        importlib.import_module(module).main(([sub] if sub else []) + ['--help'])
+    return out.getvalue()
+
+
+#: the flags of BasicSR's own train.py/test.py parser (basicsr/utils/options.py:86-94)
+BASICSR_FLAGS = {'-opt', '--launcher', '--auto_resume', '--debug', '--local_rank', '--force_yml'}
+
+
+def test_every_flag_a_readme_command_shows_is_accepted():
+    for command in COMMANDS:
+        words = shlex.split(command)
+        if 'kd_plugin/cli/train.py' in command or 'kd_plugin/cli/test.py' in command:
+            flags = {w.split('=')[0] for w in words if w.startswith('-') and not w.startswith('--nproc')
+                     and not w.startswith('--master')}
+            assert flags <= BASICSR_FLAGS, f'`{command}`: {flags - BASICSR_FLAGS}'
+            continue
+        found = re.search(r'python -m (kd_plugin\.cli\.\w+)', command)
+        if not found:
+            continue
+        rest = words[words.index(found.group(1)) + 1:]
+        sub = rest[0] if rest and not rest[0].startswith('-') else None
+        text = _help(found.group(1), sub)
+        for word in rest:
+            flag = word.split('=')[0]
+            if flag.startswith('-') and not flag.lstrip('-').isdigit():
+                assert re.search(rf'(?<![\w-]){re.escape(flag)}(?![\w-])', text), \
+                    f'`{command}`: {flag} is not an option of {found.group(1)} {sub or ""}'

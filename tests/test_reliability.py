@@ -13,7 +13,7 @@ import pytest
 import torch
 from basicsr.archs import build_network
 
-from tests.helpers import ROOT, experiment, torchrun_train, train, train_log, write_options
+from tests.helpers import ROOT, TRAIN_SCRIPT, experiment, torchrun_train, train, train_log, write_options
 from tests.kd_fixtures import TINY_STUDENT, kd_options
 
 
@@ -33,7 +33,7 @@ def test_sigkill_at_random_points_loses_nothing_and_auto_resume_finishes(tiny_pa
     opt['logger']['save_checkpoint_freq'] = every  # so kills land in steps, validations and saves alike
     opt['val']['val_freq'] = every * 3
     opt_path = write_options(str(tmp_path), opt)
-    cmd = [sys.executable, osp.join(ROOT, 'kd_plugin', 'train.py'), '-opt', opt_path, '--auto_resume']
+    cmd = [sys.executable, TRAIN_SCRIPT, '-opt', opt_path, '--auto_resume']
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
     rng = random.Random(int(os.environ.get('KILL_TEST_SEED', '0')))
     kills = []

@@ -20,7 +20,7 @@ from tests.kd_fixtures import TINY_TEACHER, all_losses, kd_model_options, kd_opt
 
 
 def build_labels(opt_path: str, output: str, *extra: str):
-    return run([sys.executable, '-m', 'kd_plugin.prepare', 'teacher-labels', '-opt', opt_path, '--output', output,
+    return run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'teacher-labels', '-opt', opt_path, '--output', output,
                 *extra], timeout=300)
 
 

@@ -1,4 +1,4 @@
-"""BasicSR's own pipeline through kd_plugin/train.py and kd_plugin/test.py, on tiny data, on CPU."""
+"""BasicSR's own pipeline through kd_plugin/cli/train.py and kd_plugin/cli/test.py, on tiny data, on CPU."""
 import os
 import sys
 from os import path as osp
@@ -32,7 +32,7 @@ def test_disk_train_validate_checkpoint_auto_resume_elsewhere_and_test(tiny_pair
     test_opt.update(name=exp_name, manual_seed=0, datasets={'test_1': opt['datasets']['val']},
                     path={'pretrain_network_g': experiment(exp_name, 'models', 'net_g_latest.pth'),
                           'strict_load_g': True, 'param_key_g': 'params'})
-    tested = run([sys.executable, osp.join(ROOT, 'kd_plugin', 'test.py'), '-opt',
+    tested = run([sys.executable, osp.join(ROOT, 'kd_plugin', 'cli', 'test.py'), '-opt',
                   write_options(str(tmp_path / 'elsewhere'), test_opt)], cwd=str(elsewhere))
     assert tested.returncode == 0, tested.stderr[-3000:]
     results = osp.join(ROOT, 'results', exp_name)

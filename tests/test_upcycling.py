@@ -125,7 +125,7 @@ def test_a_part_not_drawn_logs_zero_and_costs_no_forward(teacher_path, tmp_path)
 
 @pytest.mark.parametrize('mutate,needle', [
     (lambda o: o['train'].update(upcycle={'zoom_inn': {}}),
-     'train.upcycle.zoom_inn: unknown key; known keys: zoom_in, zoom_out, consistency, criterion'),
+     'train.upcycle.zoom_inn: unknown key; did you mean `zoom_in`?'),
     (lambda o: o['train'].update(upcycle={'zoom_in': {'prob': 1.5}}),
      'train.upcycle.zoom_in.prob: 1.5 is not a probability. Fix: a number in [0, 1]'),
     (lambda o: o['train'].update(upcycle={'consistency': {'augmentations': ['rot90']}}),

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kd_plugin.archs.build import construct_network
+from kd_plugin.archs.build import build_network
 from kd_plugin.model_loading import load_model, parse_model
 from tests.helpers import ROOT, experiment, sr_options, train, train_log, write_options
 
@@ -19,7 +19,7 @@ SRVGG_INIT = [{'a': 0.25}, {'modules': ['body.34'], 'a': 0.25, 'scale': 0.1}]
 def test_kaiming_statistics_per_entry_and_named_modules_scaled():
     torch.manual_seed(0)
     init = [{'a': 0.25}, {'modules': ['body.6'], 'a': 0.25, 'scale': 0.1}, {'modules': 'body.0', 'bias_fill': 0.5}]
-    net = construct_network({**SRVGG, 'num_conv': 2, 'init_weights': init})
+    net = build_network({**SRVGG, 'num_conv': 2, 'init_weights': init})
     gain = math.sqrt(2 / (1 + 0.25 ** 2))  # kaiming, leaky_relu with slope a = PReLU's initial 0.25
     middle, last = net.body[2], net.body[6]
     assert middle.weight.std().item() == pytest.approx(gain / math.sqrt(64 * 9), rel=0.03)
@@ -36,7 +36,7 @@ def test_default_init_starves_srvggnetcompact_and_init_weights_feeds_its_first_l
     grads = {}
     for label, spec in (('default', SRVGG), ('init', {**SRVGG, 'init_weights': SRVGG_INIT})):
         torch.manual_seed(0)
-        net = construct_network(spec)
+        net = build_network(spec)
         F.l1_loss(net(x), y).backward()
         grads[label] = net.body[0].weight.grad.abs().mean().item()
     assert grads['default'] < 1e-8
@@ -70,7 +70,7 @@ def test_pipeline_initialises_before_training_and_a_pretrained_checkpoint_replac
 
 
 @pytest.mark.parametrize('init, message', [
-    ({'scale': 1.0, 'gain': 2}, "network_g.init_weights: unknown key(s) ['gain']"),
+    ({'scale': 1.0, 'gain': 2}, 'network_g.init_weights.gain: unknown key; known keys: modules, scale, bias_fill'),
     ([{'a': 0.25}, {'mode': 'fan_avg'}], "network_g.init_weights[1].mode: 'fan_avg'. Fix: use fan_in or fan_out"),
     ({'modules': ['conv_frist']}, "network_g.init_weights.modules: EDSR has no layer 'conv_frist'. Closest valid "
                                   'names: conv_first'),
@@ -91,7 +91,7 @@ def test_options_file_of_srvggnetcompact_carries_the_initialisation():
     with open(osp.join(ROOT, 'options/train/SRVGGNetCompact/train_SRVGGNetCompact_T91_x4.yml')) as f:
         net = yaml.safe_load(f)['network_g']
     torch.manual_seed(0)
-    built = construct_network(net)
+    built = build_network(net)
     last = built.body[-1]  # the entry names body.34: it must be the last conv, the one that feeds PixelShuffle
     assert built.body[34] is last and last.out_channels == 3 * 4 ** 2
     assert last.weight.std().item() == pytest.approx(0.1 * built.body[2].weight.std().item(), rel=0.05)

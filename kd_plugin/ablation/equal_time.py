@@ -27,6 +27,7 @@ from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.models import build_model
 
 from kd_plugin.ablation.variants import variant_options
+from kd_plugin.device import pick_device
 from kd_plugin.runs import PROJECT_ROOT
 
 
@@ -43,8 +44,7 @@ def in_process(opt: dict[str, Any], models_dir: str) -> dict[str, Any]:
     """``opt`` completed as BasicSR's ``parse_options`` would for a single-process training run on this
     machine, checkpoints under ``models_dir`` and every path read from the project root (where runs start)."""
     opt = copy.deepcopy(opt)
-    cuda = torch.cuda.is_available()
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=1 if cuda else 0)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=int(pick_device('auto').type == 'cuda'))
     opt.setdefault('manual_seed', 0)
     for key, value in list(opt['path'].items()):
         if key.startswith('pretrain_network'):

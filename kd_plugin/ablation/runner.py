@@ -1,23 +1,18 @@
-"""Train every variant for every seed, score the final students, write the table.
+"""Train every variant for every seed, score the final students, write the table (the library behind
+``python -m kd_plugin.cli.ablation``).
 
 See :mod:`kd_plugin.ablation` for what is trained and :mod:`kd_plugin.ablation.seed_stats` for how the
 table is computed.
 """
-import argparse
 import copy
 import datetime
 import json
 import os
 import re
 import statistics
-import sys
 from os import path as osp
 from typing import Any
 
-import torch
-import yaml
-
-import kd_plugin.ablation as package
 from kd_plugin.ablation.equal_time import equal_time_iterations
 from kd_plugin.ablation.seed_stats import mean_std, paired_delta
 from kd_plugin.ablation.variants import (
@@ -29,13 +24,13 @@ from kd_plugin.ablation.variants import (
     uses_cached_labels,
     variant_options,
 )
-from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
+from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set, resolve_set
 from kd_plugin.checkpoint_io import sha256
-from kd_plugin.cli import Parser, fail
 from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
 from kd_plugin.data.label_cache import read_manifest
+from kd_plugin.device import pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
-from kd_plugin.runs import PROJECT_ROOT, experiment_dir, launch_train, load_options, write_options
+from kd_plugin.runs import PROJECT_ROOT, experiment_dir, latest_weights, launch_train, load_options, write_options
 
 _STAMP = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ')
 
@@ -74,10 +69,9 @@ def finished(opt: dict[str, Any]) -> bool:
 
     A finished run of *other* options is never reused or overwritten: that raises."""
     folder = experiment_dir(opt['name'])
-    if not osp.isfile(osp.join(folder, 'models', 'net_g_latest.pth')) or 'End of training' not in logs(opt['name']):
+    if not osp.isfile(latest_weights(opt['name'])) or 'End of training' not in logs(opt['name']):
         return False
-    with open(osp.join(folder, f'{opt["name"]}.yml')) as f:
-        done, wanted = _what_trains(yaml.safe_load(f)), _what_trains(opt)
+    done, wanted = _what_trains(load_options(osp.join(folder, f'{opt["name"]}.yml'))), _what_trains(opt)
     differ = [key for key in dict.fromkeys([*wanted, *done]) if done.get(key) != wanted.get(key)]
     if differ:
         raise RuntimeError(f'[ablation] experiments/{opt["name"]} holds a finished run with different '
@@ -108,7 +102,7 @@ def training_seconds(name: str) -> float:
 
 
 def train_run(opt: dict[str, Any], options_dir: str) -> None:
-    """Run (or continue) one run through ``kd_plugin/train.py``; raises if it fails."""
+    """Run (or continue) one run through ``kd_plugin/cli/train.py``; raises if it fails."""
     if finished(opt):
         print(f'[ablation] {opt["name"]}: finished earlier, skipped', flush=True)
         return
@@ -140,14 +134,13 @@ def score(recipe: dict[str, Any], runs: list[tuple[str, int]], sets: list[str], 
     Scores are cached in ``cache_path`` by checkpoint (path, size, modification time)."""
     scale = recipe['scale']
     cache = json.load(open(cache_path)) if osp.isfile(cache_path) else {}
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    test_sets = {osp.basename(osp.normpath(s)): s if osp.isdir(s) else osp.join(data_root, s) for s in sets}
+    device = pick_device('auto')
+    test_sets = {osp.basename(osp.normpath(s)): resolve_set(s, data_root) for s in sets}
     entries: dict[str, ModelSpec | None] = {'bicubic': None, 'teacher': ModelSpec(
         'teacher', recipe['network_t'], recipe['path']['pretrain_network_t'], recipe['path'].get('param_key_t'))}
     for variant, seed in runs:
         name = run_name(recipe, variant, seed)
-        entries[name] = ModelSpec(name, recipe['network_g'], osp.join(experiment_dir(name), 'models',
-                                                                        'net_g_latest.pth'), 'params')
+        entries[name] = ModelSpec(name, recipe['network_g'], latest_weights(name), 'params')
     loaded = {}
     scores = {}
     for label, spec in entries.items():
@@ -258,7 +251,7 @@ def labels_note(recipe: dict[str, Any]) -> str | None:
 
 
 def with_overrides(recipe: dict[str, Any], teacher: str | None, total_iter: int | None) -> dict[str, Any]:
-    """The recipe with ``--teacher`` and ``--total_iter`` applied (a copy).
+    """The recipe with ``--teacher`` and ``--total-iter`` applied (a copy).
 
     Runs of another length are other runs: the name (hence every run's name and the default output
     folder) gets ``_<N>it``, so they never collide with the recipe's own finished runs."""
@@ -270,44 +263,33 @@ def with_overrides(recipe: dict[str, Any], teacher: str | None, total_iter: int 
     return recipe
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = Parser("python -m kd_plugin.ablation", description=package.__doc__.splitlines()[0])
-    parser.add_argument('-opt', required=True, help='a KD options file (model_type: KDModel): the recipe')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0], help='manual_seed of each repetition')
-    parser.add_argument('--variants', nargs='+', help='default: no_kd, no_kd_equal_time, (init_only,) recipe; '
-                                                      '"all" for every variant the recipe allows')
-    parser.add_argument('--teacher', help='override path.pretrain_network_t')
-    parser.add_argument('--total_iter', type=int,
-                        help='override train.total_iter of the recipe (and of every run); the runs are then named '
-                             '<name>_<N>it_ablation_<variant>_s<seed>')
-    parser.add_argument('--sets', nargs='+', default=['Set5', 'Set14'], help='test sets (names or folders)')
-    parser.add_argument('--data_root', default='datasets', help='where test-set names are looked up')
-    parser.add_argument('--output', help='default: results/ablation_<name>')
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    recipe = load_options(args.opt)
+def checked_request(recipe: dict[str, Any], variants: list[str] | None, seeds: list[int]) -> list[str]:
+    """The variants to train (``None``: the defaults; ``['all']``: every one the recipe allows); ``ValueError``
+    naming the option for a file that is not a KD recipe, a repeated seed or a variant that does not apply."""
     if recipe.get('model_type') != 'KDModel' or 'network_t' not in recipe:
-        return fail(f'-opt {args.opt}: not a KD options file (model_type: KDModel with network_t)')
-    if len(set(args.seeds)) != len(args.seeds):
-        return fail(f'--seeds {" ".join(map(str, args.seeds))}: a seed is repeated; give each seed once')
-    recipe = with_overrides(recipe, args.teacher, args.total_iter)
-    iters = args.total_iter or recipe['train']['total_iter']
+        raise ValueError('-opt: not a KD options file (model_type: KDModel with network_t)')
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f'--seeds {" ".join(map(str, seeds))}: a seed is repeated; give each seed once')
     allowed = available_variants(recipe)
-    variants = allowed if args.variants == ['all'] else args.variants or default_variants(recipe)
-    unknown = [v for v in variants if v not in allowed]
+    chosen = allowed if variants == ['all'] else variants or default_variants(recipe)
+    unknown = [v for v in chosen if v not in allowed]
     if unknown:
-        return fail(f'--variants: {", ".join(unknown)} do(es) not apply to this recipe; choose from '
-                    f'{", ".join(allowed)}')
+        raise ValueError(f'--variants: {", ".join(unknown)} do(es) not apply to this recipe; choose from '
+                         f'{", ".join(allowed)}')
+    return chosen
+
+
+def run_ablation(recipe: dict[str, Any], source: str, variants: list[str], seeds: list[int], iters: int,
+                 sets: list[str], data_root: str, out: str) -> str:
+    """Train every variant for every seed (finished runs are skipped), score them on ``sets`` and write
+    ``<out>/ablation.md`` and ``ablation.json``; returns the table. ``source``: the recipe's file, named in
+    the title."""
     if not recipe['train'].get('pixel_opt') and any(v in BASELINES for v in variants):
         print(f'[ablation] the recipe has no train.pixel_opt: the student-alone baselines train with '
               f'{DEFAULT_PIXEL_LOSS["type"]} (weight {DEFAULT_PIXEL_LOSS["loss_weight"]:g}); the recipe and its '
               'other variants run without one, as the file says', flush=True)
-    out = args.output or osp.join(PROJECT_ROOT, 'results', f'ablation_{recipe["name"]}')
     os.makedirs(osp.join(out, 'options'), exist_ok=True)
-    runs = plan(variants, args.seeds)
+    runs = plan(variants, seeds)
     if 'no_kd_equal_time' in variants:  # timed once, before any training, so parallel invocations share it
         equal_time_iterations(recipe, iters, osp.join(out, 'equal_time.json'))
     trained = {}
@@ -315,13 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         opt = options_for(recipe, variant, seed, iters, out)
         train_run(opt, osp.join(out, 'options'))
         trained[opt['name']] = (opt['train']['total_iter'], training_seconds(opt['name']) / 60)
-    set_names = [osp.basename(osp.normpath(s)) for s in args.sets]
-    scores = score(recipe, runs, args.sets, args.data_root, osp.join(out, 'scores.json'))
+    set_names = [osp.basename(osp.normpath(s)) for s in sets]
+    scores = score(recipe, runs, sets, data_root, osp.join(out, 'scores.json'))
     variants = list(dict.fromkeys(v for v, _ in runs))
-    rows = summarise(recipe, variants, args.seeds, scores, set_names, trained)
+    rows = summarise(recipe, variants, seeds, scores, set_names, trained)
     title = (f'{recipe["network_t"]["type"]} -> {recipe["network_g"]["type"]} x{recipe["scale"]} '
-             f'({osp.basename(args.opt)}), {iters} iterations (equal-time baseline: see its row), seeds '
-             f'{", ".join(map(str, args.seeds))}; Y-PSNR (dB) mean ± sample std over seeds, Δ = mean paired '
+             f'({osp.basename(source)}), {iters} iterations (equal-time baseline: see its row), seeds '
+             f'{", ".join(map(str, seeds))}; Y-PSNR (dB) mean ± sample std over seeds, Δ = mean paired '
              f'difference to no_kd ± its standard error ("within noise" when |Δ| < 2 SE); SSIM mean; crop '
              f'{recipe["scale"]}, grey images on their own channel; train min = measured wall time of the training '
              'loop (log timestamps), mean over seeds.')
@@ -329,11 +311,5 @@ def main(argv: list[str] | None = None) -> int:
     with open(osp.join(out, 'ablation.md'), 'w') as f:
         f.write(text)
     with open(osp.join(out, 'ablation.json'), 'w') as f:
-        json.dump({'options': args.opt, 'total_iter': iters, 'seeds': args.seeds, 'rows': rows}, f, indent=1)
-    print(text)
-    print(f'wrote {out}/ablation.md and ablation.json')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())
+        json.dump({'options': source, 'total_iter': iters, 'seeds': seeds, 'rows': rows}, f, indent=1)
+    return text

@@ -24,7 +24,7 @@ from copy import deepcopy
 from typing import Any
 
 from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
-from kd_plugin.models.kd_options import KD_INGREDIENTS
+from kd_plugin.models.kd_config import KD_INGREDIENTS
 from kd_plugin.runs import with_total_iter
 
 #: pixel loss + one term, by variant name

@@ -17,18 +17,24 @@ Why it exists: archs that keep PyTorch's default conv init (e.g. BasicSR's SRVGG
 plain convs) shrink the signal about 6x per layer, so the first layers' gradients start near
 1e-10 and the body never leaves its initial state on a short schedule. A ``pretrain_network_*``
 checkpoint or a resumed state still replaces the initialisation.
+
+:func:`build_network` is the plugin's one network builder: BasicSR's models call it (rebound by
+:mod:`kd_plugin.compat.hooks`, with ``log=True``), and so do the option checks, the KD model, the
+benchmarks and the model loader. It never calls ``basicsr.archs.build_network`` itself, whose
+``get_root_logger()`` (``basicsr/archs/__init__.py:23``) would configure the root logger for good before
+``basicsr/train.py:112`` names the run's log file: a pre-run check that built through it would leave
+the run without its ``train_*.log``.
 """
 from copy import deepcopy
 from typing import Any
 
-from basicsr.archs import build_network as _original_build_network
 from basicsr.archs.arch_util import default_init_weights
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from kd_plugin.compat.quiet_build import construct
 from kd_plugin.distill.layer_names import resolve_layer
+from kd_plugin.option_keys import check_keys, closest
 
 INIT_KEY = 'init_weights'
 _INIT_ARGS = ('modules', 'scale', 'bias_fill', 'a', 'mode', 'nonlinearity')
@@ -49,10 +55,7 @@ def check_init(entries: list[Any], where: str) -> None:
         key = f'{where}.{INIT_KEY}' + (f'[{i}]' if len(entries) > 1 else '')
         if not isinstance(entry, dict):
             raise ValueError(f'{key}: expected a mapping such as {{a: 0.25, scale: 1.0}}, got {entry!r}')
-        unknown = sorted(set(entry) - set(_INIT_ARGS))
-        if unknown:
-            raise ValueError(f'{key}: unknown key(s) {unknown}. Fix: use only {list(_INIT_ARGS)} (modules, then '
-                             'the arguments of basicsr.archs.arch_util.default_init_weights)')
+        check_keys(entry, _INIT_ARGS, key)
         if entry.get('mode', 'fan_in') not in ('fan_in', 'fan_out'):
             raise ValueError(f'{key}.mode: {entry["mode"]!r}. Fix: use fan_in or fan_out')
         if entry.get('nonlinearity', 'leaky_relu') not in ('relu', 'leaky_relu', 'linear'):
@@ -71,17 +74,53 @@ def apply_init(net: nn.Module, entries: list[dict[str, Any]], where: str = 'netw
     return net
 
 
-def construct_network(net_opt: dict[str, Any], where: str = 'network_g') -> nn.Module:
-    """The network of ``net_opt``, initialised, built without logging (for the pre-run checks:
-    :mod:`kd_plugin.compat.quiet_build` says why)."""
-    arch, init = split_init(net_opt)
-    return apply_init(construct(ARCH_REGISTRY, arch, where), init, where)
+def registered_name(registry: Any, name: str | None, suffix: str = 'basicsr') -> str | None:
+    """The key under which ``registry`` holds ``name`` (``name`` or ``name_<suffix>``), or None.
+
+    BasicSR registers a few classes under a suffixed name (``SRVGGNetCompact`` is
+    ``SRVGGNetCompact_basicsr``, so that Real-ESRGAN can register its own): ``registry.get(name)``
+    falls back to ``name + '_basicsr'`` (``basicsr/utils/registry.py:68``), but ``name in registry``
+    does not."""
+    if name is None:
+        return None
+    for key in (name, f'{name}_{suffix}'):
+        if key in registry:
+            return key
+    return None
 
 
-def build_network(net_opt: dict[str, Any]) -> nn.Module:
-    """Drop-in for ``basicsr.archs.build_network`` that understands ``init_weights``."""
-    arch, init = split_init(net_opt)
-    net = apply_init(_original_build_network(arch), init)
+def registered_class(registry: Any, section: dict[str, Any], where: str) -> type:
+    """``registry``'s class named ``section['type']``; an unknown name raises ``ValueError`` naming
+    ``<where>.type`` with the closest registered names."""
+    name = section.get('type')
+    key = registered_name(registry, name)
+    if key is None:
+        close = closest(name, registry.keys(), n=3, cutoff=0.4)
+        raise ValueError(f'{where}.type: {name!r} is not registered in BasicSR\'s {registry._name} registry' +
+                         (f'; did you mean {", ".join(close)}?' if close else ''))
+    return registry.get(key)
+
+
+def build_network(net_opt: dict[str, Any], where: str = 'network_g', init: bool = True,
+                  log: bool = False) -> nn.Module:
+    """The network of an options section (``type`` plus the arch's arguments, and ``init_weights``).
+
+    ``init=False`` skips ``init_weights`` (a checkpoint will replace the weights anyway); ``log=True``
+    logs like BasicSR's ``build_network`` (the training run's logger exists by then)."""
+    arch, entries = split_init(net_opt)
+    cls = registered_class(ARCH_REGISTRY, arch, where)
+    net = cls(**{k: v for k, v in arch.items() if k != 'type'})
     if init:
-        get_root_logger().info(f'Network [{net.__class__.__name__}] re-initialised: default_init_weights({init})')
+        apply_init(net, entries, where)
+    if log:
+        logger = get_root_logger()
+        logger.info(f'Network [{net.__class__.__name__}] is created.')
+        if init and entries:
+            logger.info(f'Network [{net.__class__.__name__}] re-initialised: default_init_weights({entries})')
     return net
+
+
+def construct(registry: Any, section: dict[str, Any], where: str) -> Any:
+    """An instance of ``registry``'s class ``section['type']`` with the section's other keys (a loss the
+    option checks build without BasicSR's logging ``build_loss``)."""
+    return registered_class(registry, section, where)(**{k: v for k, v in section.items() if k != 'type'})

@@ -3,7 +3,7 @@
 BasicSR's SwinIR only takes inputs whose sides are multiples of its window; BasicSR's
 ``SwinIRModel.test`` reflect-pads the LR image up to the next multiple and crops the SR output back.
 These helpers do the same for every other place a network meets a whole image: the KD teacher, the
-benchmark (quality, FLOPs and latency at ``--lr-size``) and ``kd_plugin.infer``.
+benchmark (quality, FLOPs and latency at ``--lr-size``) and ``kd_plugin.inference``.
 """
 from typing import Any
 

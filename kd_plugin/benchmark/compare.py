@@ -1,4 +1,4 @@
-"""Quality next to cost for SR models: ``python -m kd_plugin.benchmark --model ... [--sets ...]``.
+"""Quality next to cost for SR models (the library behind ``python -m kd_plugin.cli.benchmark``).
 
 For every scale and model: Y-PSNR/SSIM per test set and averaged (:mod:`.quality`), parameters,
 FLOPs at a stated LR size (with ``deform_conv2d`` counted), latency (median of synchronised runs
@@ -12,25 +12,19 @@ import argparse
 import csv
 import json
 import os
-import platform
 from os import path as osp
 from typing import Any
 
-import torch
-from tqdm import tqdm
+import matplotlib
+
+matplotlib.use('Agg')  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from kd_plugin.benchmark.cost import measure_cost
-from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
-from kd_plugin.cli import Parser
+from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set, resolve_set
+from kd_plugin.device import machine_info, pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler, parse_model
-
-DEFAULT_SETS = ('Set5', 'Set14', 'BSD100')
-
-
-def machine() -> dict[str, Any]:
-    return {'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
-            'python': platform.python_version(), 'torch': torch.__version__,
-            'cuda': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
 def benchmark_model(spec: ModelSpec, scale: int, sets: dict[str, Any], args: argparse.Namespace) -> dict:
@@ -40,7 +34,7 @@ def benchmark_model(spec: ModelSpec, scale: int, sets: dict[str, Any], args: arg
         if spec.scale is not None and spec.scale != scale:
             raise ValueError(f'model {spec.label} is trained for x{spec.scale}, not x{scale}')
         net = None if spec.is_bicubic else load_model(spec)
-        device = torch.device('cuda' if torch.cuda.is_available() and not args.cpu else 'cpu')
+        device = pick_device(args.device)
         upscale = bicubic_upscaler(scale) if net is None else network_upscaler(net.to(device), device)
         for set_name, images in sets.items():
             if isinstance(images, Exception):
@@ -54,7 +48,7 @@ def benchmark_model(spec: ModelSpec, scale: int, sets: dict[str, Any], args: arg
             net.cpu()
             if not args.skip_cost:
                 row.update(measure_cost(net, tuple(args.lr_size), args.threads, args.runs,
-                                        torch.cuda.is_available() and not args.cpu, onnx=not args.skip_onnx))
+                                        device.type == 'cuda', onnx=not args.skip_onnx))
         elif not args.skip_cost:
             row.update(params=0, gflops=None)
         row['notes'] = '; '.join(spec.notes)
@@ -62,10 +56,6 @@ def benchmark_model(spec: ModelSpec, scale: int, sets: dict[str, Any], args: arg
         row['error'] = str(err)
         tqdm.write(f'error: {err}')
     return row
-
-
-def resolve_set(name: str, data_root: str) -> str:
-    return name if osp.isdir(name) or osp.sep in name else osp.join(data_root, name)
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -126,11 +116,6 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 
 def plot(rows: list[dict], scale: int, out_dir: str, cost_key: str, xlabel: str) -> str | None:
     """PSNR (mean over sets) against ``cost_key`` with the Pareto front; None when nothing to plot."""
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     pts = [(r[cost_key], r['mean_psnr'], r['model']) for r in rows
            if r.get(cost_key) and r.get('mean_psnr') is not None]
     if not pts:
@@ -154,30 +139,10 @@ def plot(rows: list[dict], scale: int, out_dir: str, cost_key: str, xlabel: str)
     return path
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = Parser('python -m kd_plugin.benchmark', description=__doc__.splitlines()[0])
-    parser.add_argument('--model', action='append', default=[], metavar='[LABEL=]SPEC',
-                        help='bicubic | OPTIONS.yml | OPTIONS.yml@CHECKPOINT.pth (repeatable)')
-    parser.add_argument('--sets', nargs='+', default=list(DEFAULT_SETS),
-                        help='test-set names under --data-root, or folders (HR/ and optional LR_bicubic/X{s}/)')
-    parser.add_argument('--data-root', default='datasets')
-    parser.add_argument('--scales', type=int, nargs='+', default=[4])
-    parser.add_argument('--lr-size', type=int, nargs=2, default=[270, 480], metavar=('H', 'W'))
-    parser.add_argument('--threads', type=int, default=2, help='CPU threads for CPU latency')
-    parser.add_argument('--runs', type=int, default=3, help='timed runs (CUDA: at least 20)')
-    parser.add_argument('--cpu', action='store_true', help='do not use CUDA even when present')
-    parser.add_argument('--skip-cost', action='store_true', help='quality only')
-    parser.add_argument('--skip-onnx', action='store_true', help='no onnxruntime latency column')
-    parser.add_argument('--output', default='results/benchmark', help='folder for the tables, csv, json and plots')
-    args = parser.parse_args(argv)
-    args.model = args.model or ['bicubic']
-    return args
-
-
 def run(args: argparse.Namespace) -> list[dict]:
     """Every row for every scale, with the output files written under ``args.output``."""
     os.makedirs(args.output, exist_ok=True)
-    info = machine()
+    info = machine_info()
     specs = []
     rows: list[dict] = []
     for text in args.model:
@@ -218,12 +183,3 @@ def run(args: argparse.Namespace) -> list[dict]:
     with open(osp.join(args.output, 'benchmark.json'), 'w') as f:
         json.dump({'machine': info, 'lr_size': args.lr_size, 'sets': args.sets, 'rows': rows}, f, indent=1)
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    rows = run(args)
-    for scale in args.scales:
-        print(open(osp.join(args.output, f'x{scale}.md')).read())
-    print(f'wrote {args.output}/: ' + ', '.join(sorted(os.listdir(args.output))))
-    return 1 if rows and all('error' in r for r in rows) else 0

@@ -7,6 +7,8 @@ import torch
 
 from kd_plugin.benchmark.flops import count_flops, count_params
 from kd_plugin.benchmark.timing import autocast_context, median_latency, peak_memory_bytes
+from kd_plugin.model_loading import OnnxNet
+from kd_plugin.onnx_export import ExportError, export_onnx
 
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -47,15 +49,12 @@ def measure_cost(net: torch.nn.Module, lr_size: tuple[int, int], threads: int, r
 
 
 def onnxruntime_latency(net: torch.nn.Module, lr_size: tuple[int, int], threads: int, runs: int) -> dict[str, Any]:
-    """``ort_cpu_ms``: median latency of ``net`` exported to ONNX (:mod:`kd_plugin.export`) in onnxruntime's
+    """``ort_cpu_ms``: median latency of ``net`` exported to ONNX (:mod:`kd_plugin.onnx_export`) in onnxruntime's
     CPU provider with ``threads`` threads; ``ort_note`` says why not when it cannot be measured."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return {'ort_note': 'onnxruntime not installed (pip install -e ".[export]")'}
-    from kd_plugin.export import ExportError, export_onnx
-    from kd_plugin.model_loading import OnnxNet
-
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'model.onnx')
         try:

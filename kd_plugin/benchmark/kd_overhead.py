@@ -1,4 +1,4 @@
-"""What distillation costs per step: ``python -m kd_plugin.benchmark.kd_overhead -opt <KD options file>``.
+"""What distillation costs per step (the library behind ``python -m kd_plugin.cli.kd_overhead -opt <KD file>``).
 
 Builds, from one KD options file (archs, losses, batch and patch size), the real ``KDModel`` and a
 plain ``SRModel`` for the same student, then measures in one run, on the same batch:
@@ -22,27 +22,16 @@ The teacher's weights are random (cost does not depend on them), so no checkpoin
 """
 import multiprocessing
 import os
-import platform
-import sys
 import tempfile
 from collections.abc import Callable
 from copy import deepcopy
 from typing import Any
 
 import torch
-import yaml
 from basicsr.models import build_model
 
-import kd_plugin  # noqa: F401  (registers archs, losses, KDModel; importing the package applied the fixes)
 from kd_plugin.archs.build import build_network
 from kd_plugin.benchmark.timing import autocast_context, interleaved_medians, peak_memory_bytes
-from kd_plugin.cli import Parser
-
-
-def _load_options(path: str) -> dict[str, Any]:
-    with open(path) as f:
-        return yaml.safe_load(f)
-
 
 UPCYCLE_PARTS = ('zoom_in', 'zoom_out', 'consistency')
 
@@ -167,14 +156,14 @@ def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = 
                     net(lq)
             return run
 
-        fast_dtype = kd.teacher_dtype or (torch.float16 if device == 'cuda' else torch.bfloat16)
+        fast_dtype = kd.kd.teacher.dtype or (torch.float16 if device == 'cuda' else torch.bfloat16)
         plain = deepcopy(kd.net_t).to(memory_format=torch.contiguous_format)
         fast_net = deepcopy(kd.net_t).to(memory_format=torch.channels_last)
         fns = {v: step(m) for v, m in models.items()}
-        fns.update({'teacher': teacher(kd.net_t, kd.teacher_dtype, kd.teacher_channels_last),
+        fns.update({'teacher': teacher(kd.net_t, kd.kd.teacher.dtype, kd.kd.teacher.channels_last),
                     'teacher_fp32': teacher(plain, None, False), 'teacher_fast': teacher(fast_net, fast_dtype, True)})
         row = interleaved_medians(fns, dev, warmup=1 if device == 'cpu' else 5, runs=runs, grad=True)
-        row['teacher_path'] = _path_name(kd.teacher_dtype, kd.teacher_channels_last)
+        row['teacher_path'] = _path_name(kd.kd.teacher.dtype, kd.kd.teacher.channels_last)
         row['fast_path'] = _path_name(fast_dtype, True)
         peaks = ['student', 'teacher', 'kd', 'recipe']
         if device == 'cuda':
@@ -220,37 +209,3 @@ def report(row: dict[str, float], title: str) -> str:
              f'{row["student_peak_mib"] + row["teacher_peak_mib"]:.0f} | {row["kd_peak_mib"]:.0f} | '
              f'{row["recipe_peak_mib"]:.0f} |']
     return '\n'.join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = Parser('python -m kd_plugin.benchmark.kd_overhead', description=__doc__.splitlines()[0])
-    parser.add_argument('-opt', required=True, help='a KD options file (options/train/KD/...)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--threads', type=int, default=2, help='CPU threads')
-    parser.add_argument('--runs', type=int, default=7)
-    parser.add_argument('--batch', type=int, help='override datasets.train.batch_size_per_gpu')
-    parser.add_argument('--patch', type=int, help='override datasets.train.gt_size')
-    parser.add_argument('--autocast', help='override train.teacher.autocast (bf16/fp16)')
-    parser.add_argument('--channels-last', action='store_true', help='set train.teacher.channels_last')
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    kd_opt = _load_options(args.opt)
-    teacher_opt = kd_opt['train'].setdefault('teacher', {}) or {}
-    kd_opt['train']['teacher'] = teacher_opt
-    if args.autocast:
-        teacher_opt['autocast'] = args.autocast
-    if args.channels_last:
-        teacher_opt['channels_last'] = True
-    row = measure(kd_opt, args.device, args.runs, args.batch, args.patch, args.threads)
-    train_set = kd_opt['datasets']['train']
-    device = torch.cuda.get_device_name() if args.device == 'cuda' else \
-        f'{platform.processor() or platform.machine()}, {args.threads} threads'
-    title = (f'{os.path.basename(args.opt)}: {kd_opt["network_t"]["type"]} -> {kd_opt["network_g"]["type"]}, '
-             f'x{kd_opt["scale"]}, batch {args.batch or train_set["batch_size_per_gpu"]}, '
-             f'patch {args.patch or train_set["gt_size"]}, {device}, torch {torch.__version__}')
-    print(report(row, title))
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

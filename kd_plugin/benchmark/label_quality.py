@@ -1,4 +1,4 @@
-"""How good are a teacher's labels: ``python -m kd_plugin.benchmark.label_quality -opt <KD options file>``.
+"""How good are a teacher's labels (the library behind ``python -m kd_plugin.cli.label_quality -opt <KD file>``).
 
 On the KD file's own training images, at random GT patches of the file's ``gt_size`` (the same places
 for every column), the Y-PSNR against the GT of
@@ -12,7 +12,6 @@ Labels are rounded to 8 bits first, as stored; PSNR on the Y channel of each pat
 ``calculate_psnr``, no border cropped), averaged over patches.
 """
 import random
-import sys
 from typing import Any
 
 import numpy as np
@@ -20,11 +19,9 @@ import torch
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import imfrombytes, img2tensor
 
-from kd_plugin.cli import Parser
 from kd_plugin.data.label_cache import file_client, training_pairs
 from kd_plugin.distill.teacher_labels import TeacherRunner, label
 from kd_plugin.model_loading import ModelSpec, load_model, parse_model
-from kd_plugin.runs import load_options
 
 
 def _bgr8(t: torch.Tensor) -> np.ndarray:
@@ -83,27 +80,8 @@ def report(result: dict[str, dict[str, float]], title: str) -> str:
     return '\n'.join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = Parser('python -m kd_plugin.benchmark.label_quality', description=__doc__.splitlines()[0])
-    parser.add_argument('-opt', required=True, help='a KD options file: its training set, gt_size and teacher')
-    parser.add_argument('--teacher', action='append', metavar='SPEC',
-                        help='OPTIONS.yml[@CHECKPOINT] of a teacher (repeatable); default: the file\'s network_t')
-    parser.add_argument('--patches', type=int, default=4, help='random GT patches per image (default 4)')
-    parser.add_argument('--max-images', type=int, help='only the first N training images')
-    parser.add_argument('--threads', type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    opt = load_options(args.opt)
-    specs = [parse_model(s) for s in args.teacher] if args.teacher else [
+def fp32_teachers(opt: dict[str, Any], specs: list[str] | None) -> dict[str, TeacherRunner]:
+    """``{label: fp32 teacher}``: each ``OPTIONS.yml[@CHECKPOINT]`` of ``specs``, else the file's ``network_t``."""
+    models = [parse_model(s) for s in specs] if specs else [
         ModelSpec('teacher', dict(opt['network_t']), opt['path']['pretrain_network_t'], opt['path'].get('param_key_t'))]
-    teachers = {spec.label: TeacherRunner(load_model(spec)) for spec in specs}
-    result = measure(opt, teachers, args.patches, max_images=args.max_images)
-    train_set = opt['datasets']['train']
-    print(report(result, f'{args.opt}: Y-PSNR (dB) of teacher labels against the GT, x{opt["scale"]}, '
-                         f'{train_set["dataroot_gt"]}, {args.patches} random {train_set["gt_size"]} px GT patches per '
-                         'image, labels rounded to 8 bits, fp32 teachers'))
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())
+    return {spec.label: TeacherRunner(load_model(spec)) for spec in models}

@@ -60,7 +60,7 @@ def load_test_set(folder: str, scale: int) -> list[TestImage]:
             if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1] or lr.ndim != hr.ndim:
                 raise ValueError(f'test set {set_name}: {name}: LR {lr.shape} x{scale} does not give the '
                                  f'(modcropped) HR {hr.shape}. Fix: regenerate {lr_dir} with `python -m '
-                                 f'kd_plugin.prepare lr`, or remove it to have the LR computed here')
+                                 f'kd_plugin.cli.prepare lr`, or remove it to have the LR computed here')
         else:
             lr = bicubic_downscale(hr, scale)
         images.append(TestImage(osp.splitext(name)[0], hr, lr))
@@ -106,3 +106,12 @@ def evaluate(upscale: Upscaler, images: list[TestImage], scale: int,
 def bicubic_upscaler(scale: int) -> Upscaler:
     """The ``bicubic`` row: MATLAB bicubic upscaling, rounded to 8 bits."""
     return lambda lr: bicubic_upscale(lr, scale)
+
+
+#: The standard test sets the benchmark and the ablation report on.
+TEST_SETS = ('Set5', 'Set14', 'BSD100')
+
+
+def resolve_set(name: str, data_root: str) -> str:
+    """The folder of test set ``name``: ``name`` itself when it is a folder or a path, else ``data_root/name``."""
+    return name if osp.isdir(name) or osp.sep in name else osp.join(data_root, name)

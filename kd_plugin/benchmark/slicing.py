@@ -1,4 +1,4 @@
-"""Fast slicing, before and after: ``python -m kd_plugin.benchmark.slicing``.
+"""Fast slicing, before and after (the library behind ``python -m kd_plugin.cli.slicing``).
 
 Times, round-robin in one run and on the same weights, the bilateral-grid archs' forward pass (and a
 training step) with the reference full-resolution path (``slice_grid`` + ``apply_affine`` and the
@@ -7,20 +7,16 @@ guide as 1x1 convolutions, what the archs ran before) and with the fast path the
 prints the largest output difference, and puts SRVGGNetCompact beside them, the peer the student's
 CPU latency is compared with.
 """
-import platform
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-import kd_plugin  # noqa: F401  (registers the archs)
 from kd_plugin.archs import bilateral_sr
 from kd_plugin.archs.bilateral_grid import apply_affine, slice_grid
 from kd_plugin.archs.build import build_network
 from kd_plugin.benchmark.timing import interleaved_medians
-from kd_plugin.cli import Parser
 
 
 @contextmanager
@@ -88,24 +84,3 @@ def report(row: dict[str, float], title: str) -> str:
     lines += ['', f'fast path: DeformableHDRNet / SRVGGNetCompact latency = {student / peer:.2f} (target <= 1); '
                   f'HDRNet / DeformableHDRNet = {teacher / student:.2f}x (target >= 3.5)']
     return '\n'.join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = Parser('python -m kd_plugin.benchmark.slicing', description=__doc__.splitlines()[0])
-    parser.add_argument('--scale', type=int, default=4)
-    parser.add_argument('--lr_size', type=int, nargs=2, default=[270, 480], metavar=('H', 'W'))
-    parser.add_argument('--batch', type=int, default=32, help='training-step batch')
-    parser.add_argument('--patch', type=int, default=64, help='training-step HR patch side')
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--runs', type=int, default=5)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    row = measure(args.scale, tuple(args.lr_size), args.batch, args.patch, args.runs)
-    print(report(row, f'x{args.scale}, LR {args.lr_size[1]}x{args.lr_size[0]} forward; training step batch '
-                      f'{args.batch} x {args.patch}px HR; fp32, {args.threads} CPU threads, median of {args.runs}; '
-                      f'{platform.processor() or platform.machine()}, torch {torch.__version__}'))
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

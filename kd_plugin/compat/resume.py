@@ -56,13 +56,21 @@ def load_resume_state(opt: dict[str, Any]) -> dict[str, Any] | None:
     return state
 
 
+def frozen_networks(opt: dict[str, Any]) -> set[str]:
+    """The ``network_<x>`` sections the run's model class declares frozen (its ``frozen_networks``, e.g.
+    ``KDModel``'s teacher ``network_t``): never saved by the run, so never redirected on resume."""
+    from basicsr.utils.registry import MODEL_REGISTRY
+
+    name = opt.get('model_type')
+    model = MODEL_REGISTRY.get(name) if name in MODEL_REGISTRY else None
+    return set(getattr(model, 'frozen_networks', ()))
+
+
 def resumed_networks(opt: dict[str, Any], resume_iter: int) -> dict[str, str]:
     """``network_<x>`` -> ``models/net_<x>_<iter>.pth`` for every network a resumed run reloads from its
-    own checkpoints: all but those in ``path.ignore_resume_networks`` and a KD run's frozen teacher
-    ``network_t``, which the run never saves and which keeps its own ``path.pretrain_network_t``."""
-    ignored = set(opt['path'].get('ignore_resume_networks') or [])
-    if opt.get('model_type') == 'KDModel':
-        ignored.add('network_t')
+    own checkpoints: all but those in ``path.ignore_resume_networks`` and the model's frozen networks
+    (:func:`frozen_networks`), which keep their own ``path.pretrain_network_<x>``."""
+    ignored = set(opt['path'].get('ignore_resume_networks') or []) | frozen_networks(opt)
     return {network: osp.join(opt['path']['models'], f'net_{network[len("network_"):]}_{resume_iter}.pth')
             for network in opt if network.startswith('network_') and network not in ignored}
 
@@ -80,8 +88,8 @@ def check_resume(opt: dict[str, Any], resume_iter: int) -> None:
 
     Upstream points ``path.pretrain_network_<x>`` of *every* top-level ``network_<x>`` at
     ``models/net_<x>_<iter>.pth`` and flips every ``param_key*`` from ``params_ema`` to
-    ``params``. A frozen KD teacher (``network_t``) is never saved by the run, so it would be
-    "resumed" from a file that does not exist. Here the teacher keeps its own path
+    ``params``. A frozen network (a KD teacher, ``network_t``) is never saved by the run, so it would be
+    "resumed" from a file that does not exist. Here frozen networks keep their own path
     (:func:`resumed_networks`), only the redirected networks' own ``param_key_<x>`` changes, and a
     missing checkpoint of a redirected network is an error naming the file, never a silent restart
     from fresh weights.

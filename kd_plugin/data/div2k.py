@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from kd_plugin.data.image_io import list_images, name_difference, read_image, write_image
+from kd_plugin.data.lmdb_builder import build_lmdb
 from kd_plugin.data.subimages import crop_starts
 
 HR_CROP, HR_STEP = 480, 240
@@ -112,8 +113,6 @@ def check_pairs(root: str, scale: int) -> int:
 
 def prepare_div2k(root: str, scales: list[int], lmdb: bool = False) -> dict[str, int]:
     """Sub-images (and LMDBs) of DIV2K under ``root`` for ``scales``; returns pairs per scale."""
-    from kd_plugin.data.lmdb_builder import build_lmdb
-
     sources = [(None, *folders(root))] + [(s, *folders(root, s)) for s in scales]
     for scale, source, _ in sources:
         if not osp.isdir(source):

@@ -8,7 +8,7 @@ from basicsr.utils import FileClient, bgr2ycbcr, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torchvision.transforms.functional import normalize
 
-#: The option that names the label folder (or LMDB) of ``python -m kd_plugin.prepare teacher-labels``.
+#: The option that names the label folder (or LMDB) of ``python -m kd_plugin.cli.prepare teacher-labels``.
 LABEL_ROOT = 'dataroot_teacher'
 
 
@@ -60,8 +60,8 @@ class KDPairedImageDataset(PairedImageDataset):
         if img_label.shape != img_gt.shape:
             raise ValueError(f'{LABEL_ROOT}: label {item["teacher_path"]} is {img_label.shape[1]}x'
                              f'{img_label.shape[0]}, its GT {item["gt_path"]} {img_gt.shape[1]}x{img_gt.shape[0]}. '
-                             'Fix: rebuild the labels with python -m kd_plugin.prepare teacher-labels -opt <this file> '
-                             '--overwrite')
+                             'Fix: rebuild the labels with python -m kd_plugin.cli.prepare teacher-labels -opt '
+                             '<this file> --overwrite')
         if self.opt['phase'] == 'train':
             (img_gt, img_label), img_lq = paired_random_crop([img_gt, img_label], img_lq, self.opt['gt_size'], scale,
                                                              item['gt_path'])

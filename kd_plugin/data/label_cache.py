@@ -27,7 +27,9 @@ from kd_plugin.checkpoint_io import sha256
 from kd_plugin.data.image_io import name_difference, write_image
 from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
 from kd_plugin.data.lmdb_builder import build_lmdb
-from kd_plugin.distill.teacher_labels import label
+from kd_plugin.distill.teacher_labels import TeacherRunner, label
+from kd_plugin.model_loading import ModelSpec, load_model, parse_model
+from kd_plugin.models.kd_config import teacher_dtype
 
 MANIFEST = 'manifest.json'
 #: Manifest fields that must agree for a partial label set to be continued.
@@ -40,6 +42,27 @@ class Teacher:
     arch: dict[str, Any]
     checkpoint: str
     forward: Callable[[torch.Tensor], torch.Tensor]
+
+
+def load_teachers(opt: dict[str, Any], specs: list[str] | None, device: torch.device,
+                  fp32: bool) -> tuple[list[Teacher], str]:
+    """The teachers of a label set for KD options ``opt``: each ``OPTIONS.yml[@CHECKPOINT.pth]`` of ``specs``,
+    else the file's ``network_t`` with ``path.pretrain_network_t``; each on ``device`` in the file's
+    ``train.teacher`` fast path (fp32 with ``fp32``). Returns them and the precision's name."""
+    if opt.get('model_type') != 'KDModel' or 'network_t' not in opt:
+        raise ValueError('not a KD options file (model_type: KDModel with network_t)')
+    teacher_opt = opt['train'].get('teacher') or {}
+    dtype = None if fp32 else teacher_dtype(teacher_opt, device)
+    models = [parse_model(spec) for spec in specs] if specs else [
+        ModelSpec('teacher', dict(opt['network_t']), opt['path']['pretrain_network_t'], opt['path'].get('param_key_t'),
+                  opt['scale'])]
+    teachers = []
+    for spec in models:
+        if spec.upscale not in (None, opt['scale']):
+            raise ValueError(f'--teacher {spec.source}: upscales x{spec.upscale}, the options file is x{opt["scale"]}')
+        runner = TeacherRunner(load_model(spec).to(device), dtype, bool(teacher_opt.get('channels_last')))
+        teachers.append(Teacher(dict(spec.arch), spec.checkpoint, runner))
+    return teachers, 'fp32' if dtype is None else str(dtype).removeprefix('torch.')
 
 
 def training_pairs(train_set: dict[str, Any]) -> list[dict[str, str]]:
@@ -173,7 +196,7 @@ def check_label_set(opt: dict[str, Any], sha_of: Callable[[str], str] = sha256) 
     root = train_set.get(LABEL_ROOT)
     if not root:
         return
-    fix = 'Fix: python -m kd_plugin.prepare teacher-labels -opt <this options file>'
+    fix = 'Fix: python -m kd_plugin.cli.prepare teacher-labels -opt <this options file>'
     if opt.get('model_type') != 'KDModel':
         raise ValueError(f'datasets.train.{LABEL_ROOT}: teacher labels are read by KDModel only, and model_type is '
                          f'{opt.get("model_type")!r}. Fix: model_type: KDModel, or remove {LABEL_ROOT}')

@@ -3,6 +3,7 @@ import os
 import shutil
 from os import path as osp
 
+from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from PIL import Image
 
 from kd_plugin.data.image_io import list_images, name_difference
@@ -49,8 +50,6 @@ def build_lmdb(folder: str, lmdb_path: str, overwrite: bool = False, compress_le
     An existing database is kept unless ``overwrite``; even then it is only replaced after the new
     one was written completely. Returns the number of images.
     """
-    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
-
     if not lmdb_path.endswith('.lmdb'):
         raise ValueError(f'LMDB path must end with ".lmdb" (BasicSR detects LMDB folders by it): {lmdb_path!r}')
     if osp.exists(lmdb_path) and not overwrite:

@@ -42,10 +42,6 @@ class Adapter(nn.Module):
             feat = F.interpolate(feat, size=tuple(size), mode='bilinear', align_corners=False)
         return feat
 
-    @property
-    def is_identity(self) -> bool:
-        return self.conv is None
-
 
 def build_adapters(feature_pairs: list[tuple[str, torch.Size, torch.Size]], feature_channels: bool, resize: bool,
                    forward_pair: tuple[str, torch.Size, torch.Size] | None, forward_resize: bool) -> nn.ModuleDict:

@@ -112,11 +112,6 @@ class TailRunner:
                     else:
                         module.forward = saved
 
-    @property
-    def reused(self) -> list[nn.Module]:
-        """The modules whose recorded outputs the next :meth:`run` reuses."""
-        return [module for module, _ in self.cache]
-
     def clear(self) -> None:
         self.cache = []
         self.layer_output = None

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 from kd_plugin.data.matlab_bicubic import downscale_tensor
+from kd_plugin.losses.criteria import OUTPUT_CRITERIA
+from kd_plugin.option_keys import check_keys
 
 AUGMENTATIONS = ('hflip', 'vflip', 'transpose', 'invert')
 PART_KEYS = {
@@ -56,14 +58,8 @@ def parse_upcycle(section: dict[str, Any] | None, scale: int, lq_side: int | Non
         return None
     if not isinstance(section, dict):
         raise ValueError('train.upcycle: expected a mapping such as {zoom_in: {prob: 0.5, weight: 1.0}}')
-    known = (*PART_KEYS, 'criterion')
-    for key in section:
-        if key not in known:
-            raise ValueError(f'train.upcycle.{key}: unknown key; known keys: {", ".join(known)}. Fix: correct or '
-                             'remove it')
+    check_keys(section, (*PART_KEYS, 'criterion'), 'train.upcycle')
     config = UpcycleConfig(criterion=section.get('criterion', 'l1'))
-    from kd_plugin.losses.criteria import OUTPUT_CRITERIA
-
     if config.criterion not in OUTPUT_CRITERIA:
         raise ValueError(f'train.upcycle.criterion: {config.criterion!r}; choose one of {", ".join(OUTPUT_CRITERIA)}')
     for name, keys in PART_KEYS.items():
@@ -72,10 +68,7 @@ def parse_upcycle(section: dict[str, Any] | None, scale: int, lq_side: int | Non
             continue
         if not isinstance(options, dict):
             raise ValueError(f'train.upcycle.{name}: expected a mapping such as {{prob: 0.5, weight: 1.0}}')
-        for key in options:
-            if key not in keys:
-                raise ValueError(f'train.upcycle.{name}.{key}: unknown key; known keys: {", ".join(keys)}. Fix: '
-                                 'correct or remove it')
+        check_keys(options, keys, f'train.upcycle.{name}')
         part = Part(**{k: v for k, v in options.items() if k != 'augmentations'})
         if not isinstance(part.prob, (int, float)) or not 0 <= part.prob <= 1:
             raise ValueError(f'train.upcycle.{name}.prob: {part.prob!r} is not a probability. Fix: a number in '

@@ -4,6 +4,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 from kd_plugin.losses.criteria import FEATURE_CRITERIA, get_criterion, needs_same_channels, standardise_by_teacher
+from kd_plugin.option_keys import check_keys, require_keys
 
 
 @LOSS_REGISTRY.register()
@@ -32,10 +33,9 @@ class FeatureMatchingLoss(nn.Module):
         if not pairs:
             raise ValueError('train.feature_opt.pairs: give at least one {student: ..., teacher: ...} layer pair')
         for i, pair in enumerate(pairs):
-            unknown = set(pair) - {'student', 'teacher', 'weight'}
-            if unknown or not {'student', 'teacher'} <= set(pair):
-                raise ValueError(f'train.feature_opt.pairs[{i}]: expected keys student, teacher (and optional '
-                                 f'weight), got {sorted(pair)}')
+            check_keys(pair, ('student', 'teacher', 'weight'), f'train.feature_opt.pairs[{i}]')
+            require_keys(pair, ('student', 'teacher'), f'train.feature_opt.pairs[{i}]',
+                         '{student: body.3, teacher: body.15, weight: 1.0}')
         self.pairs = [dict(p) for p in pairs]
         self.loss_weight = loss_weight
         self.criterion = criterion

@@ -20,18 +20,7 @@ from kd_plugin.distill.upcycling import LOSS_NAMES as UPCYCLE_LOGS
 from kd_plugin.distill.upcycling import augment, iteration_rng, undo, zoom_in_tiles, zoom_out
 from kd_plugin.distill.wiring import wire
 from kd_plugin.losses.criteria import OUTPUT_CRITERIA, get_criterion
-from kd_plugin.models.kd_options import (
-    KD_LOSS_LOGS,
-    check_option_keys,
-    check_weighting,
-    nan_policy,
-    probe_input,
-    require_a_loss,
-    teacher_dtype,
-    teacher_pad_to,
-    teacher_state_dict,
-    upcycle_options,
-)
+from kd_plugin.models.kd_config import KD_LOSS_LOGS, KDConfig, probe_input
 
 ADAPTER_LABEL = 'net_adapters'
 
@@ -40,12 +29,6 @@ def adapter_checkpoint(opt: dict, resume_state: str) -> str:
     """``models/net_adapters_<iter>.pth`` that belongs to training state ``<iter>.state``."""
     stem = osp.splitext(osp.basename(resume_state))[0]
     return osp.join(opt['path']['models'], f'{ADAPTER_LABEL}_{stem}.pth')
-
-
-def uses_adapters(opt: dict) -> bool:
-    """Whether a KD run has an adapter module to save and resume (feature matching or forward adaptation)."""
-    train = opt.get('train') or {}
-    return bool(train.get('feature_opt') or train.get('forward_opt'))
 
 
 @MODEL_REGISTRY.register()
@@ -72,16 +55,23 @@ class KDModel(SRModel):
     :func:`wire`, with its own optimizer and ``net_adapters_<iter>.pth`` checkpoint, kept identical on
     all ranks (broadcast from rank 0 at start, gradients averaged). ``net_g`` checkpoints hold the
     plain student; the teacher always reloads from its own path.
+
+    The options are read through :class:`~kd_plugin.models.kd_config.KDConfig`, the same parse the
+    pre-run checks made.
     """
+
+    #: networks of the options that this model never trains or saves: a resumed run reloads them from
+    #: their own ``path.pretrain_<network>`` (read by :mod:`kd_plugin.compat.resume`)
+    frozen_networks = ('network_t',)
 
     # ----------------------------------------------------------------- set-up
     def init_training_settings(self) -> None:
+        self.kd = KDConfig.from_options(self.opt, self.device)
         self.net_g.train()
         train_opt = self.opt['train']
         self._setup_ema(train_opt.get('ema_decay', 0))
         self._build_teacher()
-        require_a_loss(train_opt)
-        self.nan_policy = nan_policy(train_opt)
+        self.nan_policy = self.kd.nan_policy
         self.cri_pix = build_loss(train_opt['pixel_opt']).to(self.device) if train_opt.get('pixel_opt') else None
         self.cri_perceptual = (build_loss(train_opt['perceptual_opt']).to(self.device)
                                if train_opt.get('perceptual_opt') else None)
@@ -95,8 +85,7 @@ class KDModel(SRModel):
         self.teacher_recorder = FeatureRecorder(self.net_t, wiring.teacher, 'teacher layer', wiring.teacher_clone)
         self.teacher_tail = (TailRunner(self.net_t, self.cri_fwd.teacher_layer, 'train.forward_opt.teacher')
                              if self.cri_fwd else None)
-        check_weighting(train_opt)
-        self.upcycle = upcycle_options(self.opt)
+        self.upcycle = self.kd.upcycle
         self.upcycle_fn = get_criterion(self.upcycle.criterion, OUTPUT_CRITERIA, 'train.upcycle.criterion') \
             if self.upcycle else None
         self._load_adapters()
@@ -112,7 +101,7 @@ class KDModel(SRModel):
         if decay <= 0:
             return
         get_root_logger().info(f'Use Exponential Moving Average with decay: {decay}')
-        self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+        self.net_g_ema = build_network(self.opt['network_g'], log=True).to(self.device)
         load_path = self.opt['path'].get('pretrain_network_g')
         if load_path is not None:
             self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
@@ -121,18 +110,15 @@ class KDModel(SRModel):
         self.net_g_ema.eval()
 
     def _build_teacher(self) -> None:
-        check_option_keys(self.opt)
-        _, key = teacher_state_dict(self.opt)
-        self.net_t = build_network(deepcopy(self.opt['network_t'])).to(self.device)
-        self.load_network(self.net_t, self.opt['path']['pretrain_network_t'],
-                          self.opt['path'].get('strict_load_t', True), key)
+        teacher = self.kd.teacher
+        self.net_t = build_network(deepcopy(teacher.arch), 'network_t', log=True).to(self.device)
+        get_root_logger().info(f'Loading {self.net_t.__class__.__name__} model from {teacher.checkpoint}, with param '
+                               f'key: [{teacher.param_key}].')
+        params = {k.removeprefix('module.'): v for k, v in teacher.params.items()}
+        self._print_different_keys_loading(self.net_t, params, teacher.strict)
+        self.net_t.load_state_dict(params, strict=teacher.strict)
         self.net_t.eval().requires_grad_(False)
-        teacher_opt = self.opt['train'].get('teacher') or {}
-        self.teacher_dtype = teacher_dtype(teacher_opt, self.device)
-        self.teacher_channels_last = bool(teacher_opt.get('channels_last', False))
-        self.teacher_pad_to = teacher_pad_to(self.opt)
-        self.teacher_runner = TeacherRunner(self.net_t, self.teacher_dtype, self.teacher_channels_last,
-                                            self.teacher_pad_to)
+        self.teacher_runner = TeacherRunner(self.net_t, teacher.dtype, teacher.channels_last, teacher.pad_to)
         self.print_network(self.net_t)
         self._teacher_results: dict[str, dict[str, float]] = {}
 
@@ -143,7 +129,7 @@ class KDModel(SRModel):
         A resumed state wins, as BasicSR's resume does for ``net_g``: the adapters belong to the student,
         optimizer moments and iteration count that the state restores."""
         resume = self.opt['path'].get('resume_state')
-        if resume and uses_adapters(self.opt):
+        if resume and self.kd.uses_adapters:
             path = adapter_checkpoint(self.opt, resume)
         else:
             path = self.opt['path'].get('pretrain_network_adapters')
@@ -303,7 +289,7 @@ class KDModel(SRModel):
     # ----------------------------------------------------------------- checkpoints
     def save(self, epoch: int, current_iter: int) -> None:
         # adapters before the training state: a state file implies all its networks were written
-        if uses_adapters(self.opt):
+        if self.kd.uses_adapters:
             self.save_network(self.net_adapters, ADAPTER_LABEL, current_iter)
         super().save(epoch, current_iter)
 

@@ -1,9 +1,9 @@
-"""The no-download distillation demo: ``python -m kd_plugin.demo`` (``make demo``).
+"""The no-download distillation demo: ``python -m kd_plugin.cli.demo`` (``make demo``).
 
 1. builds the paired photo set from scikit-image's bundled photographs (PNG folders and LMDB);
 2. checks the shipped teacher ``checkpoints/HDRNet_T91_x4_12k.pth`` against its SHA-256;
 3. trains DeformableHDRNet without KD and then with KD from the teacher, both through
-   ``kd_plugin/train.py -opt`` (BasicSR's own pipeline; progress bar and its log lines shown);
+   ``kd_plugin/cli/train.py -opt`` (BasicSR's own pipeline; progress bar and its log lines shown);
 4. scores bicubic, both students and the teacher on the validation photos and draws crops
    side by side (bicubic | student | KD student | teacher | ground truth).
 
@@ -18,33 +18,34 @@ from os import path as osp
 
 import cv2
 import numpy as np
-import torch
 from basicsr.utils import mkdir_and_rename
 from tqdm import tqdm
 
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
-from kd_plugin.checkpoint_io import sha256
-from kd_plugin.cli import Parser
+from kd_plugin.checkpoint_io import verify_listed_sha256
+from kd_plugin.cli.common import Parser, tool
+from kd_plugin.data.bundled_photos import prepare_photos
+from kd_plugin.device import pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
-from kd_plugin.prepare import prepare_photos
-from kd_plugin.runs import PROJECT_ROOT, experiment_dir, launch_train, load_options, with_total_iter, write_options
+from kd_plugin.runs import (
+    PROJECT_ROOT,
+    SHA256SUMS,
+    SHIPPED_TEACHER,
+    experiment_dir,
+    latest_weights,
+    launch_train,
+    load_options,
+    with_total_iter,
+    write_options,
+)
 
-TEACHER = osp.join('checkpoints', 'HDRNet_T91_x4_12k.pth')
-TEACHER_SHA256 = osp.join('checkpoints', 'SHA256SUMS')
 STUDENT_OPT = osp.join('options', 'train', 'DeformableHDRNet', 'train_DeformableHDRNet_photos_x4.yml')
 KD_OPT = osp.join('options', 'train', 'KD', 'train_KD_HDRNet_to_DeformableHDRNet_photos_x4.yml')
 
 
 def check_teacher(root: str) -> str:
     """The shipped teacher's path, after checking it against ``checkpoints/SHA256SUMS``."""
-    path = osp.join(root, TEACHER)
-    with open(osp.join(root, TEACHER_SHA256)) as f:
-        expected = dict(reversed(line.split()) for line in f if line.strip())
-    actual = sha256(path)
-    if expected.get(osp.basename(path)) != actual:
-        raise SystemExit(f'error: {path} has SHA-256 {actual}, expected {expected.get(osp.basename(path))}. '
-                         'Fix: git checkout checkpoints/ (the file was modified or is a Git LFS pointer)')
-    return path
+    return verify_listed_sha256(osp.join(root, SHIPPED_TEACHER), osp.join(root, SHA256SUMS))
 
 
 def run_options(source: str, name: str, total_iter: int | None, out_dir: str) -> tuple[str, dict]:
@@ -58,7 +59,7 @@ def run_options(source: str, name: str, total_iter: int | None, out_dir: str) ->
 
 
 def train_with_progress(opt_path: str, opt: dict, label: str) -> float:
-    """Run ``kd_plugin/train.py -opt`` with BasicSR's log lines above a progress bar; returns seconds."""
+    """Run ``kd_plugin/cli/train.py -opt`` with BasicSR's log lines above a progress bar; returns seconds."""
     tail: list[str] = []
     with tqdm(total=opt['train']['total_iter'], desc=label, unit='it', dynamic_ncols=True) as bar:
         def show(line: str) -> None:
@@ -72,7 +73,7 @@ def train_with_progress(opt_path: str, opt: dict, label: str) -> float:
 
         status, seconds = launch_train(opt_path, on_line=show)
         if status != 0:
-            raise SystemExit(f'error: {label} training failed:\n' + ''.join(tail))
+            raise ValueError(f'{label} training failed:\n' + ''.join(tail))
         bar.update(bar.total - bar.n)
     return seconds
 
@@ -112,7 +113,7 @@ def prepare_data() -> str:
 
 def train_students(tag: str, total_iter: int | None, baseline: bool, options_dir: str) -> dict[str, dict]:
     """Step 3: the student alone (unless not ``baseline``) and with KD; returns each run's record."""
-    print('[3/4] training through kd_plugin/train.py (BasicSR pipeline)', flush=True)
+    print('[3/4] training through kd_plugin/cli/train.py (BasicSR pipeline)', flush=True)
     plan = [('student (no KD)', STUDENT_OPT, f'{tag}_DeformableHDRNet_photos_x4')] if baseline else []
     plan.append(('student (KD)', KD_OPT, f'{tag}_KD_HDRNet_to_DeformableHDRNet_photos_x4'))
     runs = {}
@@ -120,7 +121,7 @@ def train_students(tag: str, total_iter: int | None, baseline: bool, options_dir
         opt_path, opt = run_options(source, name, total_iter, options_dir)
         seconds = train_with_progress(opt_path, opt, label)
         runs[label] = {'name': name, 'seconds': seconds, 'iterations': opt['train']['total_iter'],
-                       'checkpoint': osp.join(experiment_dir(name), 'models', 'net_g_latest.pth')}
+                       'checkpoint': latest_weights(name)}
     return runs
 
 
@@ -129,7 +130,7 @@ def score_methods(photos: str, runs: dict[str, dict], teacher: str) -> tuple[dic
     (scores, upscalers)."""
     print('[4/4] scoring on the validation photos (Y-PSNR/SSIM, crop 4)', flush=True)
     images = load_test_set(osp.join(photos, 'val'), 4)
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = pick_device('auto')
     upscalers = {'bicubic': bicubic_upscaler(4)}
     student_arch = load_options(osp.join(PROJECT_ROOT, STUDENT_OPT))['network_g']
     for label, run in runs.items():
@@ -169,11 +170,12 @@ def write_results(out: str, photos: str, scores: dict, runs: dict, upscalers: di
     print(f'total time:         {(time.time() - started) / 60:.1f} min')
 
 
+@tool('demo')
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser('python -m kd_plugin.demo', description=__doc__.splitlines()[0])
-    parser.add_argument('--total_iter', type=int, help='override total_iter of both runs (default: the files\')')
+    parser = Parser('python -m kd_plugin.cli.demo', description=__doc__.splitlines()[0])
+    parser.add_argument('--total-iter', type=int, help='override total_iter of both runs (default: the files\')')
     parser.add_argument('--tag', default='demo', help='results/<tag>/ and experiments/<tag>_*')
-    parser.add_argument('--no_baseline', action='store_true', help='skip the student trained without KD')
+    parser.add_argument('--no-baseline', action='store_true', help='skip the student trained without KD')
     args = parser.parse_args(argv)
     started = time.time()
     out = osp.join(PROJECT_ROOT, 'results', args.tag)

@@ -1,7 +1,9 @@
-"""Shared start-up of ``kd_plugin/train.py`` and ``kd_plugin/test.py``."""
+"""BasicSR's train and test pipelines with the plugin loaded and its option checks first (the start-up of
+``kd_plugin/cli/train.py`` and ``kd_plugin/cli/test.py``)."""
 import sys
 
-from kd_plugin.compat.launcher import normalise_argv, pipeline_with_checks
+from kd_plugin.compat.hooks import pipeline_with_checks
+from kd_plugin.compat.launcher import normalise_argv
 from kd_plugin.preflight import OptionError, checked_parse_options
 
 

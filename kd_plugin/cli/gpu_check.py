@@ -1,10 +1,11 @@
-"""The one prepared command for a lent GPU: ``python -m kd_plugin.gpu_check --output DIR`` (``make gpu-check``).
+"""The one prepared command for a lent GPU: ``python -m kd_plugin.cli.gpu_check --output DIR`` (``make gpu-check``).
 
 Within its own time budget (``--budget``, default 480 s; every step gets what is left and a step that
 would not fit is recorded as skipped), on one CUDA device it
 
 1. trains a short KD run (HDRNet -> DeformableHDRNet x4, teacher in bf16 + channels_last) through
-   ``torchrun --nproc_per_node=1 kd_plugin/train.py ... --launcher pytorch`` (nccl), on a small paired
+   ``torchrun --nproc_per_node=1 kd_plugin/cli/train.py ... --launcher pytorch``
+   (nccl, on a free port), on a small paired
    set cut from scikit-image's photographs;
 2. measures the benchmark's cost columns (fp32/fp16/bf16, with and without channels_last, peak memory)
    of HDRNet, DeformableHDRNet, EDSR (32x4), SRVGGNetCompact and ECBSR (M4C16) at LR 480x270, x4;
@@ -16,14 +17,11 @@ and writes ``gpu_check.json`` and ``gpu_check.md`` after every step (a step cut 
 earlier results). ``--smoke`` runs the same code paths on the CPU with tiny sizes (CI runs it); without
 CUDA and without ``--smoke`` the command explains and exits with status 2.
 
-On a lent GPU machine (Python 3.12, torch preinstalled, no network) basicsr, lmdb and addict travel as
-wheels in the git-ignored ``.whl`` folder (see the device tool's README), then:
-``python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:. python3 -m
-kd_plugin.gpu_check --output $OUT``.
+Where the machine lacks basicsr, lmdb or addict (and has no network), install them from wheels first, e.g.
+``pip install --no-index --no-deps --target /tmp/site WHEELS/*.whl`` and run with ``PYTHONPATH=/tmp/site:.``.
 """
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -37,17 +35,32 @@ import cv2
 import torch
 import yaml
 
-from kd_plugin.benchmark.arch_cost import peer_specs
-from kd_plugin.cli import Parser, fail
-from kd_plugin.runs import PROJECT_ROOT, TRAIN_SCRIPT, experiment_dir
+from kd_plugin.archs.build import build_network
+from kd_plugin.benchmark import kd_overhead
+from kd_plugin.benchmark.cost import measure_cost
+from kd_plugin.benchmark.peers import peer_specs
+from kd_plugin.benchmark.timing import median_latency
+from kd_plugin.cli.common import Parser, fail
+from kd_plugin.data.bundled_photos import load_photo
+from kd_plugin.data.label_cache import Teacher, build_label_set
+from kd_plugin.data.lr_generation import make_lr_pairs
+from kd_plugin.device import machine_info, pick_device
+from kd_plugin.distill.teacher_labels import TeacherRunner
+from kd_plugin.model_loading import ModelSpec, OnnxNet, load_model
+from kd_plugin.onnx_export import export_onnx
+from kd_plugin.runs import PROJECT_ROOT, SHIPPED_TEACHER, experiment_dir, load_options, torchrun_command
 
 #: the archs timed in step 2: ours and the three small peers of ``arch_cost``'s table, x4
 PEERS = {name: spec for name, spec in peer_specs(4, everything=True).items()
          if name in ('HDRNet', 'DeformableHDRNet', 'EDSR (32x4)', 'SRVGGNetCompact', 'ECBSR (M4C16)')}
 KD_FILES = ('options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4.yml',
             'options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4.yml')
-TEACHER = 'checkpoints/HDRNet_T91_x4_12k.pth'
 _BACKEND_LINE = re.compile(r'^\s*dist_backend: (\w+)\s*$', re.MULTILINE)
+
+
+def check_device(smoke: bool) -> torch.device:
+    """The CPU in a smoke run, else the CUDA device."""
+    return pick_device('cpu' if smoke else 'auto')
 
 
 class Budget:
@@ -63,9 +76,6 @@ class Budget:
 
 def tiny_pairs(folder: str, scale: int, size: int, count: int) -> str:
     """``count`` HR crops of ``size`` px from the bundled photographs and their MATLAB-bicubic LR."""
-    from kd_plugin.data.bundled_photos import load_photo
-    from kd_plugin.data.lr_generation import make_lr_pairs
-
     src = osp.join(folder, 'src')
     os.makedirs(src, exist_ok=True)
     photo = cv2.cvtColor(load_photo('astronaut'), cv2.COLOR_RGB2BGR)
@@ -86,13 +96,11 @@ def kd_training(work: str, output: str, smoke: bool, budget: Budget) -> dict[str
     """Step 1: a short KD run through torchrun (nccl on CUDA, gloo on the CPU) on data made in ``work``; its
     output goes to ``<output>/kd_training.log`` and its experiment folder is removed."""
     data = tiny_pairs(osp.join(work, 'pairs'), 4, 64 if smoke else 128, 4 if smoke else 16)
-    teacher_path = osp.join(PROJECT_ROOT, TEACHER)
+    teacher_path = osp.join(PROJECT_ROOT, SHIPPED_TEACHER)
     teacher = {'type': 'HDRNet', 'upscale': 4}
     if smoke or not osp.isfile(teacher_path):
-        from kd_plugin.archs.build import construct_network
-
         teacher_path = osp.join(work, 'teacher.pth')
-        torch.save({'params': construct_network(dict(teacher)).state_dict()}, teacher_path)
+        torch.save({'params': build_network(dict(teacher)).state_dict()}, teacher_path)
     iters = 2 if smoke else 60
     dataset = {'name': 'gpu_check', 'type': 'PairedImageDataset', 'io_backend': {'type': 'disk'},
                'dataroot_gt': osp.join(data, 'HR'), 'dataroot_lq': osp.join(data, 'LR')}
@@ -114,8 +122,7 @@ def kd_training(work: str, output: str, smoke: bool, budget: Budget) -> dict[str
     opt_path = osp.join(work, 'kd.yml')
     with open(opt_path, 'w') as f:
         yaml.safe_dump(opt, f)
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=1', '--master_port=29555', TRAIN_SCRIPT,
-           '-opt', opt_path, '--launcher', 'pytorch']
+    cmd = torchrun_command(opt_path, 1)
     start = time.time()
     try:
         proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=max(budget.left - 5, 1))
@@ -136,16 +143,13 @@ def kd_training(work: str, output: str, smoke: bool, budget: Budget) -> dict[str
 
 def arch_costs(smoke: bool, budget: Budget) -> dict[str, Any]:
     """Step 2: the benchmark's cost columns for every peer, random weights (cost does not depend on them)."""
-    from kd_plugin.archs.build import construct_network
-    from kd_plugin.benchmark.cost import measure_cost
-
-    cuda = torch.cuda.is_available() and not smoke
+    cuda = check_device(smoke).type == 'cuda'
     rows = {}
     for name, spec in PEERS.items():
         if budget.left < 20:
             rows[name] = {'skipped': 'time budget'}
             continue
-        net = construct_network(dict(spec)).eval()
+        net = build_network(dict(spec)).eval()
         rows[name] = measure_cost(net, (16, 16) if smoke else (270, 480), threads=2, runs=1 if smoke else 10,
                                   cuda=cuda, cpu_dtypes=('fp32',))
     return rows
@@ -153,10 +157,7 @@ def arch_costs(smoke: bool, budget: Budget) -> dict[str, Any]:
 
 def overheads(smoke: bool, budget: Budget) -> dict[str, Any]:
     """Step 3: ``kd_overhead`` of both KD files (tiny batch and patch in a smoke run)."""
-    from kd_plugin.benchmark import kd_overhead
-    from kd_plugin.runs import load_options
-
-    device = 'cuda' if torch.cuda.is_available() and not smoke else 'cpu'
+    device = check_device(smoke).type
     rows = {}
     for path in KD_FILES:
         if budget.left < 30:
@@ -177,14 +178,9 @@ def onnxruntime_cuda(smoke: bool, budget: Budget) -> dict[str, Any]:
     provider = 'CPUExecutionProvider' if smoke else 'CUDAExecutionProvider'
     if provider not in ort.get_available_providers():
         return {'skipped': f'{provider} not available (providers: {ort.get_available_providers()})'}
-    from kd_plugin.archs.build import construct_network
-    from kd_plugin.benchmark.timing import median_latency
-    from kd_plugin.export import export_onnx
-    from kd_plugin.model_loading import OnnxNet
-
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'student.onnx')
-        export_onnx(construct_network(dict(PEERS['DeformableHDRNet'])).eval(), path, opset=20)
+        export_onnx(build_network(dict(PEERS['DeformableHDRNet'])).eval(), path, opset=20)
         student = OnnxNet(path, provider=provider)
         x = torch.rand(1, 3, *((16, 16) if smoke else (270, 480)))
         seconds = median_latency(lambda: student(x), torch.device('cpu'), warmup=2, runs=2 if smoke else 20)
@@ -194,20 +190,14 @@ def onnxruntime_cuda(smoke: bool, budget: Budget) -> dict[str, Any]:
 def teacher_labels(work: str, smoke: bool, budget: Budget) -> dict[str, Any]:
     """Step 5: ``prepare teacher-labels``' label building (x8 self-ensemble, fp32) with the shipped HDRNet
     teacher on whole images (random weights in a smoke run); its speed in LR megapixels per second."""
-    from kd_plugin.data.label_cache import Teacher, build_label_set
-    from kd_plugin.distill.teacher_labels import TeacherRunner
-    from kd_plugin.model_loading import ModelSpec, load_model
-
     size, count = (64, 2) if smoke else (384, 16)  # crops of the 512 px astronaut
     data = tiny_pairs(osp.join(work, 'label_pairs'), 4, size, count)
     arch = {'type': 'HDRNet', 'upscale': 4}
-    checkpoint = osp.join(PROJECT_ROOT, TEACHER)
+    checkpoint = osp.join(PROJECT_ROOT, SHIPPED_TEACHER)
     if smoke or not osp.isfile(checkpoint):
-        from kd_plugin.archs.build import construct_network
-
         checkpoint = osp.join(work, 'label_teacher.pth')
-        torch.save({'params': construct_network(dict(arch)).state_dict()}, checkpoint)
-    device = torch.device('cuda' if torch.cuda.is_available() and not smoke else 'cpu')
+        torch.save({'params': build_network(dict(arch)).state_dict()}, checkpoint)
+    device = check_device(smoke)
     net = load_model(ModelSpec('teacher', dict(arch), checkpoint, 'params')).to(device)
     train_set = {'dataroot_gt': osp.join(data, 'HR'), 'dataroot_lq': osp.join(data, 'LR'),
                  'io_backend': {'type': 'disk'}}
@@ -245,9 +235,7 @@ def report(results: dict[str, Any]) -> str:
         if 'skipped' in row:
             lines += [f'## kd_overhead {path}: skipped ({row["skipped"]})', '']
             continue
-        from kd_plugin.benchmark.kd_overhead import report as overhead_report
-
-        lines += [f'## kd_overhead {path}', '', overhead_report(row, ''), '']
+        lines += [f'## kd_overhead {path}', '', kd_overhead.report(row, ''), '']
     ort = results.get('onnxruntime')
     if ort:
         lines += ['## onnxruntime', '', json.dumps(ort), '']
@@ -259,7 +247,7 @@ def report(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser('python -m kd_plugin.gpu_check', description=__doc__.splitlines()[0])
+    parser = Parser('python -m kd_plugin.cli.gpu_check', description=__doc__.splitlines()[0])
     parser.add_argument('--output', required=True, help='folder for gpu_check.json and gpu_check.md')
     parser.add_argument('--smoke', action='store_true', help='the same code paths on the CPU, tiny sizes')
     parser.add_argument('--budget', type=float, default=480, help='seconds for the whole check (default 480)')
@@ -269,10 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     budget = Budget(args.budget)
     started = time.time()
     os.makedirs(args.output, exist_ok=True)
+    info = machine_info()
     results: dict[str, Any] = {'environment': {
-        'smoke': args.smoke, 'torch': torch.__version__, 'cuda': torch.version.cuda,
-        'python': platform.python_version(),
-        'device': torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor()}}
+        'smoke': args.smoke, 'torch': info['torch'], 'cuda': torch.version.cuda, 'python': info['python'],
+        'device': info['cuda'] or info['cpu']}}
 
     def save() -> None:
         results['seconds'] = time.time() - started

@@ -1,22 +1,29 @@
-"""The ``KDModel`` options schema and the teacher settings read from it.
+"""``KDConfig``: the ``KDModel`` options, parsed and checked once.
 
-Shared by the model and the pre-run checks (:mod:`kd_plugin.preflight`); nothing here builds a
-network or runs a check of its own.
+``KDConfig.from_options(opt, device)`` is the one reading of a KD options file: the pre-run checks
+(:mod:`kd_plugin.preflight`) build it before anything is written, and ``KDModel`` builds the same thing
+when the run starts. Every option error raises ``ValueError`` naming the key and the fix, in one order:
+the teacher checkpoint exists, option keys are known, a loss is set, then each setting. The teacher
+checkpoint is read (and hashed) once per process and file version.
 """
-import difflib
+import hashlib
 import inspect
+import io
 import os
-from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
 from os import path as osp
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from basicsr.utils.registry import LOSS_REGISTRY
 
+from kd_plugin.archs.build import registered_class
 from kd_plugin.archs.window_padding import window_multiple
-from kd_plugin.checkpoint_io import load_weights_only, pick_state_dict
-
-if TYPE_CHECKING:
-    from kd_plugin.distill.upcycling import UpcycleConfig
+from kd_plugin.checkpoint_io import pick_state_dict, weights_only_from_bytes
+from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
+from kd_plugin.distill.upcycling import UpcycleConfig, parse_upcycle
+from kd_plugin.option_keys import check_keys
 
 #: BasicSR's own loss sections under ``train:`` (SRModel reads them).
 SR_LOSS_KEYS = ('pixel_opt', 'perceptual_opt')
@@ -37,15 +44,62 @@ NAN_POLICIES = ('stop', 'skip')
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16}
 
 
-def require_a_loss(train: dict[str, Any], model: str = 'KDModel') -> None:
-    """At least one loss section is set (BasicSR's SRModel raises for no pixel or perceptual loss;
-    a KD run may train on distillation terms alone)."""
-    if not any(train.get(key) for key in LOSS_KEYS):
-        raise ValueError(f'{model}: no loss configured. Fix: set at least one of ' +
-                         ', '.join(f'train.{key}' for key in LOSS_KEYS))
+@dataclass(frozen=True)
+class TeacherConfig:
+    """``network_t`` and its checkpoint, read once, with ``train.teacher``'s fast path."""
+
+    arch: dict[str, Any]
+    checkpoint: str
+    sha256: str
+    params: dict[str, torch.Tensor]
+    param_key: str | None      # the key the parameters came from (None: the top level)
+    strict: bool
+    dtype: torch.dtype | None  # autocast dtype; None: fp32
+    channels_last: bool
+    pad_to: int
 
 
-def check_teacher_checkpoint(opt: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class KDConfig:
+    """What a ``KDModel`` run distils with. Loss sections are the options' own mappings (BasicSR's
+    ``build_loss`` takes them); ``labels`` is ``datasets.train.dataroot_teacher`` or None."""
+
+    scale: int
+    teacher: TeacherConfig
+    losses: dict[str, dict[str, Any]]
+    nan_policy: str
+    upcycle: UpcycleConfig | None
+    labels: str | None
+    lq_patch_side: int | None
+
+    @property
+    def uses_adapters(self) -> bool:
+        """Feature matching or forward adaptation: the run has adapters to save and resume."""
+        return bool(self.losses.get('feature_opt') or self.losses.get('forward_opt'))
+
+    @classmethod
+    def from_options(cls, opt: dict[str, Any], device: torch.device | str = 'cpu') -> 'KDConfig':
+        """Parse and check ``opt`` (see the module docstring); ``device`` decides which autocast dtypes work."""
+        checkpoint = teacher_checkpoint_path(opt)
+        check_option_keys(opt)
+        train = opt.get('train') or {}
+        require_a_loss(train)
+        policy = nan_policy(train)
+        check_weighting(train)
+        upcycle = parse_upcycle(train.get('upcycle'), opt['scale'], lq_patch_side(opt))
+        teacher_opt = train.get('teacher') or {}
+        dtype = teacher_dtype(teacher_opt, torch.device(device))
+        digest, ckpt = read_teacher(checkpoint)
+        params, key = pick_state_dict(ckpt, opt['path'].get('param_key_t'), 'path.pretrain_network_t')
+        teacher = TeacherConfig(dict(opt['network_t']), checkpoint, digest, params, key,
+                                bool(opt['path'].get('strict_load_t', True)), dtype,
+                                bool(teacher_opt.get('channels_last', False)), teacher_pad_to(opt))
+        losses = {key: dict(train[key]) for key in LOSS_KEYS if train.get(key)}
+        labels = ((opt.get('datasets') or {}).get('train') or {}).get(LABEL_ROOT)
+        return cls(opt['scale'], teacher, losses, policy, upcycle, labels, lq_patch_side(opt))
+
+
+def teacher_checkpoint_path(opt: dict[str, Any]) -> str:
     """``path.pretrain_network_t``, which must name an existing file."""
     if 'network_t' not in opt:
         raise ValueError('network_t: KDModel needs a teacher arch. Fix: add a `network_t:` section like network_g')
@@ -59,11 +113,27 @@ def check_teacher_checkpoint(opt: dict[str, Any]) -> str:
     return path
 
 
-def teacher_state_dict(opt: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
-    """The teacher's parameters from its checkpoint, safely unpickled, and the key they came from
-    (``path.param_key_t``, else the shared rule of :func:`~kd_plugin.checkpoint_io.pick_state_dict`)."""
-    ckpt = load_weights_only(check_teacher_checkpoint(opt), 'path.pretrain_network_t')
-    return pick_state_dict(ckpt, opt['path'].get('param_key_t'), 'path.pretrain_network_t')
+def read_teacher(path: str) -> tuple[str, Any]:
+    """``(SHA-256, weights-only unpickled object)`` of the teacher checkpoint, read from disk once per
+    file version (path, size and modification time) in this process."""
+    stat = os.stat(path)
+    return _read_teacher(osp.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _read_teacher(path: str, size: int, mtime_ns: int) -> tuple[str, Any]:
+    with open(path, 'rb') as f:
+        data = f.read()
+    return hashlib.sha256(data).hexdigest(), weights_only_from_bytes(io.BytesIO(data), path,
+                                                                     'path.pretrain_network_t')
+
+
+def require_a_loss(train: dict[str, Any], model: str = 'KDModel') -> None:
+    """At least one loss section is set (BasicSR's SRModel raises for no pixel or perceptual loss;
+    a KD run may train on distillation terms alone)."""
+    if not any(train.get(key) for key in LOSS_KEYS):
+        raise ValueError(f'{model}: no loss configured. Fix: set at least one of ' +
+                         ', '.join(f'train.{key}' for key in LOSS_KEYS))
 
 
 def teacher_dtype(teacher_opt: dict[str, Any], device: torch.device) -> torch.dtype | None:
@@ -103,13 +173,6 @@ def lq_patch_side(opt: dict[str, Any]) -> int | None:
     return gt_size // opt['scale'] if gt_size else None
 
 
-def upcycle_options(opt: dict[str, Any]) -> 'UpcycleConfig | None':
-    """``train.upcycle`` parsed and checked (:func:`kd_plugin.distill.upcycling.parse_upcycle`), or None."""
-    from kd_plugin.distill.upcycling import parse_upcycle
-
-    return parse_upcycle((opt.get('train') or {}).get('upcycle'), opt['scale'], lq_patch_side(opt))
-
-
 def check_weighting(train: dict[str, Any]) -> None:
     """An output-distillation weighting that compares with the ground truth needs the pixel loss's
     supervision to be part of the run."""
@@ -128,23 +191,12 @@ def probe_input(opt: dict[str, Any], device: torch.device | str = 'cpu') -> torc
     return torch.rand(1, channels, side, side, device=device)
 
 
-def unknown_key(keys: Iterable[Any], known: Iterable[str], where: str) -> None:
-    """Raise ``ValueError`` for the first key of ``keys`` not in ``known``, with a did-you-mean."""
-    for key in keys:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-            hint = f'did you mean `{close[0]}`?' if close else f'known keys: {", ".join(sorted(known))}'
-            raise ValueError(f'{where}.{key}: unknown key; {hint}. Fix: correct or remove it')
-
-
 def check_option_keys(opt: dict[str, Any]) -> None:
     """Typos in KD option keys fail with a suggestion instead of being ignored (or failing deep in
     a constructor): ``train:``, ``train.teacher`` and the three KD loss sections."""
-    from basicsr.utils.registry import LOSS_REGISTRY
-
     train = opt.get('train') or {}
-    unknown_key(train, TRAIN_KEYS, 'train')
-    unknown_key(train.get('teacher') or {}, TEACHER_KEYS, 'train.teacher')
+    check_keys(train, TRAIN_KEYS, 'train')
+    check_keys(train.get('teacher') or {}, TEACHER_KEYS, 'train.teacher')
     for key in KD_LOSS_KEYS:
         section = train.get(key)
         if not section:
@@ -152,5 +204,5 @@ def check_option_keys(opt: dict[str, Any]) -> None:
         if section.get('type') not in LOSS_REGISTRY:
             raise ValueError(f'train.{key}.type: {section.get("type")!r} is not a registered loss. Fix: use '
                              f'{LOSS_TYPES[key]}')
-        params = inspect.signature(LOSS_REGISTRY.get(section['type']).__init__).parameters
-        unknown_key([k for k in section if k != 'type'], [p for p in params if p != 'self'], f'train.{key}')
+        params = inspect.signature(registered_class(LOSS_REGISTRY, section, f'train.{key}').__init__).parameters
+        check_keys([k for k in section if k != 'type'], [p for p in params if p != 'self'], f'train.{key}')

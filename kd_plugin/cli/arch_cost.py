@@ -1,64 +1,43 @@
-"""Cost of the plugin's archs next to the SR models people use: ``python -m kd_plugin.benchmark.arch_cost``.
+"""Cost of the plugin's archs next to the SR models people use: ``python -m kd_plugin.cli.arch_cost``.
 
 Prints a markdown table for one LR input size and scale, every figure from this one run: parameters,
 GFLOPs (everything counted, :mod:`kd_plugin.benchmark.flops`), PyTorch CPU fp32 latency, onnxruntime CPU
 latency of the same network exported to ONNX (with the ``[export]`` extra) and, with CUDA, fp32/fp16
 latency and peak memory; and the ratios the student's targets are stated in. Weights are random: cost
-does not depend on them (quality does: ``python -m kd_plugin.benchmark``).
+does not depend on them (quality does: ``python -m kd_plugin.cli.benchmark``).
 """
-import platform
 import sys
 
 import torch
 
-import kd_plugin  # noqa: F401  (registers HDRNet / DeformableHDRNet)
 from kd_plugin.archs.build import build_network
 from kd_plugin.benchmark.cost import measure_cost
-from kd_plugin.cli import Parser
+from kd_plugin.benchmark.peers import peer_specs
+from kd_plugin.cli.common import Parser, add_device, tool
+from kd_plugin.device import describe, pick_device
 
 
-def peer_specs(scale: int, everything: bool = False) -> dict[str, dict]:
-    """Our two archs and the BasicSR peers of the README's benchmark (``everything``), or the two small
-    ones the student is usually compared with."""
-    specs = {
-        'HDRNet': {'type': 'HDRNet', 'upscale': scale},
-        'DeformableHDRNet': {'type': 'DeformableHDRNet', 'upscale': scale},
-        'EDSR (32x4)': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_block': 4,
-                        'upscale': scale},
-        'SRVGGNetCompact': {'type': 'SRVGGNetCompact', 'upscale': scale},
-    }
-    if everything:
-        specs.update({
-            'EDSR (64x16)': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'num_block': 16,
-                             'upscale': scale},
-            'MSRResNet': {'type': 'MSRResNet', 'upscale': scale},
-            'ECBSR (M4C16)': {'type': 'ECBSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_block': 4, 'num_channel': 16,
-                              'with_idt': False, 'act_type': 'prelu', 'scale': scale},
-            'RCAN (small)': {'type': 'RCAN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 32, 'num_group': 3,
-                             'num_block': 4, 'squeeze_factor': 8, 'upscale': scale, 'res_scale': 1,
-                             'img_range': 255.0},
-        })
-    return specs
-
-
+@tool('arch_cost')
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser('python -m kd_plugin.benchmark.arch_cost', description=__doc__.splitlines()[0])
+    parser = Parser('python -m kd_plugin.cli.arch_cost', description=__doc__.splitlines()[0])
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--lr-size', type=int, nargs=2, default=[270, 480], metavar=('H', 'W'))
     parser.add_argument('--threads', type=int, default=2, help='CPU threads for the CPU latencies')
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--all', action='store_true', help='every peer of the README benchmark, not only two')
     parser.add_argument('--skip-onnx', action='store_true', help='no onnxruntime column')
+    add_device(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cuda = torch.cuda.is_available()
+    device = pick_device(args.device)
+    cuda = device.type == 'cuda'
     rows = {name: measure_cost(build_network(dict(spec)).eval(), tuple(args.lr_size), args.threads, args.runs, cuda,
                                cpu_dtypes=('fp32',), onnx=not args.skip_onnx)
             for name, spec in peer_specs(args.scale, args.all).items()}
     teacher = rows['HDRNet']
     print(f'x{args.scale}, LR {args.lr_size[1]}x{args.lr_size[0]}, torch {torch.__version__}, '
-          f'{platform.processor() or platform.machine()}, {args.threads} CPU threads'
-          f'{", " + torch.cuda.get_device_name() if cuda else ""}; GFLOPs count convolutions, matrix products, '
+          f'{describe(pick_device("cpu"), args.threads)}{", " + describe(device) if cuda else ""}; '
+          'GFLOPs count convolutions, matrix products, '
           'deform_conv2d, grid sampling, interpolation and element-wise ops (kd_plugin/benchmark/flops.py)\n')
     ort = any('ort_cpu_ms' in r for r in rows.values())
     cols = ['params', 'params / HDRNet', 'GFLOPs', 'GFLOPs / HDRNet', f'CPU ms ({args.threads} thr)']

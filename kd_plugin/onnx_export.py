@@ -1,21 +1,22 @@
-"""Export a trained network to ONNX and prove it: ``python -m kd_plugin.export --model SPEC --output model.onnx``.
+"""Exporting a network to ONNX and proving the file (the library behind ``python -m kd_plugin.cli.export``).
 
-``SPEC`` is ``OPTIONS.yml`` or ``OPTIONS.yml@CHECKPOINT.pth`` as for the benchmark (HDRNet,
-DeformableHDRNet, BasicSR archs). The graph takes ``[1, 3, H, W]`` images in [0, 1] of any height and
+The graph takes ``[1, 3, H, W]`` images in [0, 1] of any height and
 width (dynamic axes) and returns ``[1, 3, sH, sW]``; the scale, arch and source are stored in the
 file's metadata. The exporter is torch's (``torch.export`` + onnxscript, opset 20 by default):
 DeformableHDRNet's DCNv2 layer becomes the standard ONNX ``DeformConv`` op and its bilateral slice
 ``GridSample`` on the 5-D grid, both run by onnxruntime.
 
-After writing, the command runs the ONNX file in onnxruntime on a real photograph (scikit-image's
+:func:`export_verified` runs the ONNX file in onnxruntime on a real photograph (scikit-image's
 ``astronaut``, cropped) at two sizes and compares with PyTorch: the largest difference must stay within
 1e-4 (fp32) or 2e-2 (``--fp16``: weights and activations in half precision, inputs and outputs fp32);
-otherwise the command fails naming it and no file is left behind. An op without an ONNX translation is
+otherwise it raises :class:`ExportError` naming it and no file is left behind. An op without an ONNX translation is
 an error naming the op and the layer that calls it; nothing is ever exported in a different form
-silently. An existing output file is kept unless ``--overwrite``.
+silently.
 """
+import contextlib
+import io
 import os
-import sys
+import re
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -27,8 +28,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kd_plugin.cli import Parser, fail
-from kd_plugin.model_loading import OnnxNet, load_model, parse_model
+from kd_plugin.data.bundled_photos import load_photo
+from kd_plugin.model_loading import OnnxNet
 
 TOLERANCE = {'fp32': 1e-4, 'fp16': 2e-2}
 #: (top, left, height, width) of the LR crops of the check photograph: two shapes, odd sides included
@@ -80,8 +81,6 @@ def locate_op(model: nn.Module, x: torch.Tensor, op: str) -> str:
 
 
 def _unsupported_op(err: Exception) -> str | None:
-    import re
-
     text = f'{err} {err.__cause__ or ""}'
     match = re.search(r"No ONNX function found for <OpOverload\(op='([\w.]+)'", text)
     return match.group(1) if match else None
@@ -110,9 +109,6 @@ def export_onnx(net: nn.Module, path: str, opset: int) -> None:
 @contextmanager
 def _quiet():
     """Silence the exporter's progress prints (it writes to stdout)."""
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()):
         yield
 
@@ -137,8 +133,6 @@ def set_metadata(path: str, fields: dict[str, Any]) -> None:
 
 def check_images() -> list[np.ndarray]:
     """RGB float crops ``[1, 3, h, w]`` of a real photograph, one per :data:`CHECK_CROPS`."""
-    from kd_plugin.data.bundled_photos import load_photo
-
     photo = load_photo('astronaut').astype(np.float32) / 255.0  # [512, 512, 3] RGB
     crops = [photo[top:top + h, left:left + w] for top, left, h, w in CHECK_CROPS]
     return [np.ascontiguousarray(c.transpose(2, 0, 1)[None]) for c in crops]
@@ -159,56 +153,38 @@ def compare(net: nn.Module, path: str) -> list[tuple[tuple[int, int], float]]:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = Parser('python -m kd_plugin.export', description=__doc__.splitlines()[0])
-    parser.add_argument('--model', required=True, help='OPTIONS.yml or OPTIONS.yml@CHECKPOINT.pth')
-    parser.add_argument('--output', required=True, help='the .onnx file to write')
-    parser.add_argument('--fp16', action='store_true', help='half-precision weights and activations (fp32 I/O)')
-    parser.add_argument('--opset', type=int, default=20, help='ONNX opset (default 20: 5-D GridSample, DeformConv)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
-    args = parser.parse_args(argv)
+def require_onnx() -> None:
+    """``ValueError`` with the fix when onnx or onnxruntime is not installed."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
-    except ImportError:
-        return fail('export needs onnx and onnxruntime. Fix: pip install -e ".[export]"')
-    if osp.exists(args.output) and not args.overwrite:
-        return fail(f'--output {args.output} exists; it is kept. Fix: choose another path, or pass --overwrite')
-    try:
-        spec = parse_model(args.model)
-        net = load_model(spec).float().eval()
-    except ValueError as err:
-        return fail(f'--model: {err}')
-    precision = 'fp16' if args.fp16 else 'fp32'
-    folder = osp.dirname(osp.abspath(args.output))
+    except ImportError as err:
+        raise ValueError('export needs onnx and onnxruntime. Fix: pip install -e ".[export]"') from err
+
+
+def export_verified(net: nn.Module, output: str, opset: int, fp16: bool,
+                    metadata: dict[str, Any]) -> list[tuple[tuple[int, int], float]]:
+    """Export ``net`` to ``output`` (written only once onnxruntime matches PyTorch within :data:`TOLERANCE`
+    on the check photograph), with ``metadata`` and ``kd_plugin.precision``; returns the comparisons
+    ``[((h, w), max |diff|)]``. Raises :class:`ExportError`; a failed export leaves no file."""
+    require_onnx()
+    precision = 'fp16' if fp16 else 'fp32'
+    folder = osp.dirname(osp.abspath(output))
     os.makedirs(folder, exist_ok=True)
     handle, tmp = tempfile.mkstemp(suffix='.onnx', dir=folder, prefix='.export-')
     os.close(handle)
     try:
-        export_onnx(net, tmp, args.opset)
-        if args.fp16:
+        export_onnx(net, tmp, opset)
+        if fp16:
             to_fp16(tmp)
-        scale = spec.upscale
-        set_metadata(tmp, {'kd_plugin.scale': scale, 'kd_plugin.arch': spec.arch.get('type'),
-                           'kd_plugin.source': spec.source, 'kd_plugin.precision': precision})
+        set_metadata(tmp, {**metadata, 'kd_plugin.precision': precision})
         results = compare(net, tmp)
         worst = max(diff for _, diff in results)
         if not worst <= TOLERANCE[precision]:
             raise ExportError(f'the ONNX model differs from PyTorch by up to {worst:.3g} (tolerance '
                               f'{TOLERANCE[precision]:g} for {precision}) on the check photograph; not written')
-        os.replace(tmp, args.output)
-    except ExportError as err:
-        return fail(f'export {spec.label}: {err}')
+        os.replace(tmp, output)
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
-    checks = ', '.join(f'LR {h}x{w}: {diff:.1e}' for (h, w), diff in results)
-    size = osp.getsize(args.output) / 2**20
-    print(f'wrote {args.output} ({size:.1f} MiB, opset {args.opset}, {precision}, x{scale}, dynamic height and '
-          f'width); onnxruntime vs PyTorch max |diff|: {checks} (tolerance '
-          f'{TOLERANCE[precision]:g})')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())
+    return results

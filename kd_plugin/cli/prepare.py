@@ -1,24 +1,20 @@
-"""Data preparation: ``python -m kd_plugin.prepare {lr,lmdb,crop,div2k,split,photos,teacher-labels} ...`` (``--help``
-on each)."""
+"""Data preparation: ``python -m kd_plugin.cli.prepare {lr,lmdb,crop,div2k,split,merge,photos,teacher-labels}
+...`` (``--help`` on each)."""
 import argparse
-import os
 import sys
-from os import path as osp
 
-import torch
 from tqdm import tqdm
 
-from kd_plugin.cli import Parser, fail
-from kd_plugin.data.bundled_photos import write_photos
+from kd_plugin.cli.common import Parser, tool
+from kd_plugin.data.bundled_photos import prepare_photos
 from kd_plugin.data.div2k import prepare_div2k
 from kd_plugin.data.holdout import split_pairs
-from kd_plugin.data.label_cache import Teacher, build_label_set, default_output
+from kd_plugin.data.label_cache import build_label_set, default_output, load_teachers
 from kd_plugin.data.lmdb_builder import build_paired_lmdbs
 from kd_plugin.data.lr_generation import make_lr_pairs
+from kd_plugin.data.merge import merge_pairs
 from kd_plugin.data.subimages import crop_subimages
-from kd_plugin.distill.teacher_labels import TeacherRunner
-from kd_plugin.model_loading import ModelSpec, load_model, parse_model
-from kd_plugin.models.kd_options import teacher_dtype
+from kd_plugin.device import DEVICE_CHOICES, pick_device
 from kd_plugin.runs import load_options
 
 
@@ -30,7 +26,7 @@ def _scales(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser('python -m kd_plugin.prepare', description=__doc__)
+    parser = Parser('python -m kd_plugin.cli.prepare', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
 
     lr = sub.add_parser('lr', help='HR folder -> OUT/X{s}/HR (modcropped) and OUT/X{s}/LR (MATLAB bicubic)',
@@ -78,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument('--holdout', type=int, default=10, help='pairs to hold out (default 10)')
     sp.add_argument('--seed', type=int, default=0)
 
+    mg = sub.add_parser('merge', help='several paired folders -> one (links, no copies)',
+                        description='Links INPUT/{HR,LR}/* of every --input into OUTPUT/{HR,LR} (relative symlinks), '
+                        'e.g. T91 and the training part of BSD400 into one training set. Names must be unique across '
+                        'the inputs. --min-size leaves out (and lists) pairs whose HR is smaller than a patch.')
+    mg.add_argument('--input', action='append', required=True, help='a folder with HR/ and LR/ (repeatable)')
+    mg.add_argument('--output', required=True)
+    mg.add_argument('--min-size', type=int, default=0,
+                    help='leave out pairs whose shorter HR side is below this (e.g. the largest gt_size to train with)')
+
     ph = sub.add_parser('photos', help="paired data from scikit-image's bundled photographs (no download)",
                         description='Writes OUTPUT/{train,val}/HR, OUTPUT/{train,val}/X{s}/{HR,LR} and, with '
                         '--lmdb, OUTPUT/train/X{s}/{HR,LR}.lmdb. Skips work already complete.')
@@ -105,100 +110,56 @@ def build_parser() -> argparse.ArgumentParser:
                          'global path, such as HDRNet, give other labels when tiled)')
     tl.add_argument('--tile-overlap', type=int, default=16, help='LR px of context on each side of a tile')
     tl.add_argument('--fp32', action='store_true', help='run the teachers in fp32 whatever train.teacher.autocast says')
-    tl.add_argument('--device', default='auto', help='auto (CUDA when available), cpu or cuda')
+    tl.add_argument('--device', default='auto', choices=DEVICE_CHOICES, help='auto (CUDA when available), cpu or cuda')
     tl.add_argument('--overwrite', action='store_true',
                     help='replace a finished label set once the new one is complete')
     return parser
 
 
-#: training photos are cut into sub-images of this size (HR px, step half of it): decoding a 2 MP
-#: PNG per sample would cost more CPU than the small nets' training step.
-PHOTO_CROP = 192
-
-
-def prepare_photos(output: str, scales: list[int], lmdb: bool) -> None:
-    """Build (once) the no-download paired dataset under ``output``.
-
-    ``train/HR`` holds the whole training photos, ``train/HR_sub`` their overlapping sub-images and
-    ``train/X{s}/{HR,LR}`` the pairs made from those; ``val/X{s}/{HR,LR}`` the whole validation photos.
-    A folder left by an earlier layout is archived (renamed), not deleted."""
-    from basicsr.utils import mkdir_and_rename
-
-    marker = osp.join(output, f".complete-v2-x{'-'.join(map(str, scales))}{'-lmdb' if lmdb else ''}")
-    if osp.exists(marker):
-        print(f'{output}: already prepared', flush=True)
-        return
-    for stale in [osp.join(output, 'train', 'HR_sub')] + [osp.join(output, 'train', f'X{s}') for s in scales]:
-        if osp.exists(stale):
-            mkdir_and_rename(stale)
-            os.rmdir(stale)
-    folders = write_photos(output)
-    sub = osp.join(output, 'train', 'HR_sub')
-    crop_subimages(folders['train'], sub, PHOTO_CROP, PHOTO_CROP // 2, min_size=PHOTO_CROP // 2)
-    make_lr_pairs(sub, osp.join(output, 'train'), scales, overwrite=True)
-    make_lr_pairs(folders['val'], osp.join(output, 'val'), scales, overwrite=True)
-    if lmdb:
-        for s in scales:
-            base = osp.join(output, 'train', f'X{s}')
-            build_paired_lmdbs([(osp.join(base, 'HR'), osp.join(base, 'HR.lmdb')),
-                                (osp.join(base, 'LR'), osp.join(base, 'LR.lmdb'))], overwrite=True)
-    open(marker, 'w').close()
-    print(f'{output}: prepared {", ".join(f"x{s}" for s in scales)}', flush=True)
-
-
 def teacher_labels(args: argparse.Namespace) -> None:
     """``prepare teacher-labels``: see its ``--help``."""
-    opt = load_options(args.opt)
-    if opt.get('model_type') != 'KDModel' or 'network_t' not in opt:
-        raise ValueError(f'-opt {args.opt}: not a KD options file (model_type: KDModel with network_t)')
+    try:
+        opt = load_options(args.opt)
+        teachers, precision = load_teachers(opt, args.teacher, pick_device(args.device), args.fp32)
+    except ValueError as err:
+        raise ValueError(f'-opt {args.opt}: {err}') from err
     train_set = opt['datasets']['train']
-    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
-                          'cpu' if args.device == 'auto' else args.device)
-    teacher_opt = opt['train'].get('teacher') or {}
-    dtype = None if args.fp32 else teacher_dtype(teacher_opt, device)
-    specs = [parse_model(spec) for spec in args.teacher] if args.teacher else [
-        ModelSpec('teacher', dict(opt['network_t']), opt['path']['pretrain_network_t'], opt['path'].get('param_key_t'),
-                  opt['scale'])]
-    teachers = []
-    for spec in specs:
-        if spec.upscale not in (None, opt['scale']):
-            raise ValueError(f'--teacher {spec.source}: upscales x{spec.upscale}, the options file is x{opt["scale"]}')
-        net = load_model(spec).to(device)
-        runner = TeacherRunner(net, dtype, bool(teacher_opt.get('channels_last')))
-        teachers.append(Teacher(dict(spec.arch), spec.checkpoint, runner))
+    device = pick_device(args.device)
     output = args.output or default_output(train_set, teachers, args.ensemble)
-    manifest = build_label_set(train_set, opt['scale'], teachers, args.ensemble, output, device,
-                               'fp32' if dtype is None else str(dtype).removeprefix('torch.'), args.tile,
+    manifest = build_label_set(train_set, opt['scale'], teachers, args.ensemble, output, device, precision, args.tile,
                                args.tile_overlap, args.lmdb, args.overwrite,
                                progress=lambda items: tqdm(items, desc='teacher labels', unit='image'))
     print(f'{output}: {manifest["count"]} labels ({args.ensemble}, {manifest["seconds"]} s on {device})'
           + (f'; {output}.lmdb' if args.lmdb else ''))
 
 
+@tool('prepare')
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == 'lr':
-            for s, folder in make_lr_pairs(args.input, args.output, args.scales, args.overwrite).items():
-                print(f'x{s}: {folder}/HR, {folder}/LR')
-        elif args.command == 'lmdb':
-            if len(args.input) != len(args.output):
-                raise ValueError('give one --output per --input')
-            build_paired_lmdbs(list(zip(args.input, args.output)), overwrite=args.overwrite)
-        elif args.command == 'div2k':
-            pairs = prepare_div2k(args.root, args.scales, args.lmdb)
-            print(', '.join(f'{scale}: {count} sub-image pairs' for scale, count in pairs.items()))
-        elif args.command == 'split':
-            parts = split_pairs(args.input, args.output, args.holdout, args.seed)
-            print(f'{args.output}/train: {len(parts["train"])} pairs; {args.output}/val: {", ".join(parts["val"])}')
-        elif args.command == 'crop':
-            print(f'{crop_subimages(args.input, args.output, args.size, args.step, args.min_size)} sub-images written')
-        elif args.command == 'teacher-labels':
-            teacher_labels(args)
-        else:
-            prepare_photos(args.output, args.scales, args.lmdb)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        return fail(f'prepare {args.command}: {err}')
+    if args.command == 'lr':
+        for s, folder in make_lr_pairs(args.input, args.output, args.scales, args.overwrite).items():
+            print(f'x{s}: {folder}/HR, {folder}/LR')
+    elif args.command == 'lmdb':
+        if len(args.input) != len(args.output):
+            raise ValueError('lmdb: give one --output per --input')
+        build_paired_lmdbs(list(zip(args.input, args.output)), overwrite=args.overwrite)
+    elif args.command == 'div2k':
+        pairs = prepare_div2k(args.root, args.scales, args.lmdb)
+        print(', '.join(f'{scale}: {count} sub-image pairs' for scale, count in pairs.items()))
+    elif args.command == 'split':
+        parts = split_pairs(args.input, args.output, args.holdout, args.seed)
+        print(f'{args.output}/train: {len(parts["train"])} pairs; {args.output}/val: {", ".join(parts["val"])}')
+    elif args.command == 'merge':
+        parts = merge_pairs(args.input, args.output, args.min_size)
+        skipped = parts['skipped']
+        print(f'{args.output}: {len(parts["kept"])} pairs' +
+              (f'; left out (HR under {args.min_size} px): {", ".join(skipped)}' if skipped else ''))
+    elif args.command == 'crop':
+        print(f'{crop_subimages(args.input, args.output, args.size, args.step, args.min_size)} sub-images written')
+    elif args.command == 'teacher-labels':
+        teacher_labels(args)
+    else:
+        prepare_photos(args.output, args.scales, args.lmdb)
     return 0
 
 
