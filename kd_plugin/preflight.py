@@ -20,7 +20,7 @@ from kd_plugin.compat.resume import latest_training_state, missing_checkpoint_er
 from kd_plugin.data.image_io import list_images, name_difference
 from kd_plugin.data.label_cache import check_label_set
 from kd_plugin.distill.wiring import wire
-from kd_plugin.models.kd_config import KDConfig, probe_input
+from kd_plugin.models.kd_config import KDConfig, probe_input, uses_adapters
 from kd_plugin.models.kd_model import adapter_checkpoint
 
 
@@ -232,7 +232,7 @@ def check_resume_files(opt: dict[str, Any], state_path: str) -> None:
     missing file would restart that network from scratch with the saved optimizer."""
     state = load_weights_only(state_path, 'path.resume_state')
     needed = dict(resumed_networks(opt, state['iter']))
-    if opt.get('model_type') == 'KDModel' and KDConfig.from_options(opt).uses_adapters:  # resumed adapters win
+    if opt.get('model_type') == 'KDModel' and uses_adapters(opt.get('train') or {}):  # resumed adapters win
         needed['the KD adapters'] = adapter_checkpoint(opt, state_path)
     for what, path in needed.items():
         if not osp.isfile(path):

@@ -19,9 +19,9 @@ import torch
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import imfrombytes, img2tensor
 
-from kd_plugin.data.label_cache import file_client, training_pairs
+from kd_plugin.data.label_cache import file_client, teacher_specs, training_pairs
 from kd_plugin.distill.teacher_labels import TeacherRunner, label
-from kd_plugin.model_loading import ModelSpec, load_model, parse_model
+from kd_plugin.model_loading import load_model
 
 
 def _bgr8(t: torch.Tensor) -> np.ndarray:
@@ -82,6 +82,4 @@ def report(result: dict[str, dict[str, float]], title: str) -> str:
 
 def fp32_teachers(opt: dict[str, Any], specs: list[str] | None) -> dict[str, TeacherRunner]:
     """``{label: fp32 teacher}``: each ``OPTIONS.yml[@CHECKPOINT]`` of ``specs``, else the file's ``network_t``."""
-    models = [parse_model(s) for s in specs] if specs else [
-        ModelSpec('teacher', dict(opt['network_t']), opt['path']['pretrain_network_t'], opt['path'].get('param_key_t'))]
-    return {spec.label: TeacherRunner(load_model(spec)) for spec in models}
+    return {spec.label: TeacherRunner(load_model(spec)) for spec in teacher_specs(opt, specs)}

@@ -118,13 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def teacher_labels(args: argparse.Namespace) -> None:
     """``prepare teacher-labels``: see its ``--help``."""
+    device = pick_device(args.device)
     try:
         opt = load_options(args.opt)
-        teachers, precision = load_teachers(opt, args.teacher, pick_device(args.device), args.fp32)
+        teachers, precision = load_teachers(opt, args.teacher, device, args.fp32)
     except ValueError as err:
         raise ValueError(f'-opt {args.opt}: {err}') from err
     train_set = opt['datasets']['train']
-    device = pick_device(args.device)
     output = args.output or default_output(train_set, teachers, args.ensemble)
     manifest = build_label_set(train_set, opt['scale'], teachers, args.ensemble, output, device, precision, args.tile,
                                args.tile_overlap, args.lmdb, args.overwrite,

@@ -44,6 +44,15 @@ class Teacher:
     forward: Callable[[torch.Tensor], torch.Tensor]
 
 
+def teacher_specs(opt: dict[str, Any], specs: list[str] | None) -> list[ModelSpec]:
+    """Each ``OPTIONS.yml[@CHECKPOINT.pth]`` of ``specs`` parsed, else the KD file's own ``network_t`` with
+    ``path.pretrain_network_t``."""
+    if specs:
+        return [parse_model(spec) for spec in specs]
+    return [ModelSpec('teacher', dict(opt['network_t']), opt['path']['pretrain_network_t'],
+                      opt['path'].get('param_key_t'), opt['scale'])]
+
+
 def load_teachers(opt: dict[str, Any], specs: list[str] | None, device: torch.device,
                   fp32: bool) -> tuple[list[Teacher], str]:
     """The teachers of a label set for KD options ``opt``: each ``OPTIONS.yml[@CHECKPOINT.pth]`` of ``specs``,
@@ -53,11 +62,8 @@ def load_teachers(opt: dict[str, Any], specs: list[str] | None, device: torch.de
         raise ValueError('not a KD options file (model_type: KDModel with network_t)')
     teacher_opt = opt['train'].get('teacher') or {}
     dtype = None if fp32 else teacher_dtype(teacher_opt, device)
-    models = [parse_model(spec) for spec in specs] if specs else [
-        ModelSpec('teacher', dict(opt['network_t']), opt['path']['pretrain_network_t'], opt['path'].get('param_key_t'),
-                  opt['scale'])]
     teachers = []
-    for spec in models:
+    for spec in teacher_specs(opt, specs):
         if spec.upscale not in (None, opt['scale']):
             raise ValueError(f'--teacher {spec.source}: upscales x{spec.upscale}, the options file is x{opt["scale"]}')
         runner = TeacherRunner(load_model(spec).to(device), dtype, bool(teacher_opt.get('channels_last')))

@@ -21,7 +21,6 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from kd_plugin.archs.build import registered_class
 from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import pick_state_dict, weights_only_from_bytes
-from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
 from kd_plugin.distill.upcycling import UpcycleConfig, parse_upcycle
 from kd_plugin.option_keys import check_keys
 
@@ -62,20 +61,19 @@ class TeacherConfig:
 @dataclass(frozen=True)
 class KDConfig:
     """What a ``KDModel`` run distils with. Loss sections are the options' own mappings (BasicSR's
-    ``build_loss`` takes them); ``labels`` is ``datasets.train.dataroot_teacher`` or None."""
+    ``build_loss`` takes them). Cached teacher labels (``datasets.train.dataroot_teacher``) are checked
+    against ``teacher.sha256`` by :func:`kd_plugin.data.label_cache.check_label_set`."""
 
     scale: int
     teacher: TeacherConfig
     losses: dict[str, dict[str, Any]]
     nan_policy: str
     upcycle: UpcycleConfig | None
-    labels: str | None
-    lq_patch_side: int | None
 
     @property
     def uses_adapters(self) -> bool:
         """Feature matching or forward adaptation: the run has adapters to save and resume."""
-        return bool(self.losses.get('feature_opt') or self.losses.get('forward_opt'))
+        return uses_adapters(self.losses)
 
     @classmethod
     def from_options(cls, opt: dict[str, Any], device: torch.device | str = 'cpu') -> 'KDConfig':
@@ -95,8 +93,13 @@ class KDConfig:
                                 bool(opt['path'].get('strict_load_t', True)), dtype,
                                 bool(teacher_opt.get('channels_last', False)), teacher_pad_to(opt))
         losses = {key: dict(train[key]) for key in LOSS_KEYS if train.get(key)}
-        labels = ((opt.get('datasets') or {}).get('train') or {}).get(LABEL_ROOT)
-        return cls(opt['scale'], teacher, losses, policy, upcycle, labels, lq_patch_side(opt))
+        return cls(opt['scale'], teacher, losses, policy, upcycle)
+
+
+def uses_adapters(train: dict[str, Any]) -> bool:
+    """Whether a ``train:`` section (or its loss sections) has adapters to save and resume: feature matching
+    or forward adaptation."""
+    return bool(train.get('feature_opt') or train.get('forward_opt'))
 
 
 def teacher_checkpoint_path(opt: dict[str, Any]) -> str:
