@@ -16,7 +16,8 @@ $(VENV)/.installed: setup.py
 	$(BIN)/pip install -q -e '.[test,export]'
 	touch $@
 
-# Photo set, then DeformableHDRNet without and with KD from the shipped HDRNet teacher (kd_plugin/cli/demo.py).
+# Photo set, cached labels of the shipped T91 + BSD400 HDRNet teacher, DeformableHDRNet with KD from them and alone for
+# the same measured time (kd_plugin/cli/demo.py).
 demo: setup
 	$(BIN)/python -m kd_plugin.cli.demo
 
@@ -39,8 +40,8 @@ data: setup
 # Cached whole-image teacher labels (x8 self-ensemble, fp32) of the shipped teachers on T91, for the
 # options/train/KD/*_labels.yml recipes (about 1.5 min each on 2 CPU cores).
 labels: data
-	test -d datasets/T91/X4/labels_HDRNet_T91_x4_12k_x8 || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4_labels.yml --fp32
-	test -d datasets/T91/X4/labels_EDSR_64x16_T91_x4_12k_x8 || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4_labels.yml --fp32
+	test -d datasets/T91/X4/labels_HDRNet_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4_labels.yml --fp32 --npy
+	test -d datasets/T91/X4/labels_EDSR_64x16_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4_labels.yml --fp32 --npy
 
 # The GPU "short" ablation of HDRNet -> DeformableHDRNet x4 on T91 with the shipped teacher: the student
 # alone, alone for the recipe's time, and the recipe, at 3000 iterations, three seeds. Sized by estimate for

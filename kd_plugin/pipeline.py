@@ -4,6 +4,7 @@ import sys
 
 from kd_plugin.compat.hooks import pipeline_with_checks
 from kd_plugin.compat.launcher import normalise_argv
+from kd_plugin.heap import steady_heap
 from kd_plugin.preflight import OptionError, checked_parse_options
 
 
@@ -11,8 +12,10 @@ def run_pipeline(kind: str, root_path: str) -> int:
     """Run BasicSR's ``train_pipeline`` (``kind='train'``) or ``test_pipeline`` with option checks first.
 
     A bad option prints one ``error:`` line naming it and returns 2, before anything is written; a
-    run stopped at a non-finite loss (``train.nan_policy: stop``) returns 1.
+    run stopped at a non-finite loss (``train.nan_policy: stop``) returns 1. The heap policy of
+    :mod:`kd_plugin.heap` is set first, so every run steps at the same speed whatever it loads.
     """
+    steady_heap()
     sys.argv = normalise_argv(sys.argv)
     pipeline = pipeline_with_checks(kind, checked_parse_options)
     try:

@@ -248,7 +248,11 @@ def checked_parse_options(parse_options: Callable) -> Callable:
 
     @functools.wraps(parse_options)
     def wrapper(root_path: str, is_train: bool = True):
-        opt, args = parse_options(root_path, is_train=is_train)
+        try:
+            opt, args = parse_options(root_path, is_train=is_train)
+        except FileNotFoundError as err:  # BasicSR's parse_options reads only the -opt file
+            raise OptionError(f'-opt {err.filename}: no such options file. Fix: the path of a YAML options file, '
+                              'relative to the current folder (e.g. options/train/...)') from err
         opt['dist_backend'] = torch.distributed.get_backend() if torch.distributed.is_initialized() else None
         check_options(opt)
         resume = None

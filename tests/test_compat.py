@@ -232,3 +232,31 @@ def test_checkpoint_writes_are_atomic_and_a_failed_write_keeps_the_old_file(tmp_
     monkeypatch.setattr(torch, 'save', real_save)
     assert (tmp_path / 'net_g_100.pth').read_bytes() == before  # the complete old file is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ['100.state', 'net_g_100.pth']  # no temp, no 200.state
+
+
+def test_prefetch_threads_stop_at_exit_instead_of_dying_inside_the_loader():
+    import time
+
+    from basicsr.data import prefetch_dataloader
+
+    from kd_plugin.compat import prefetch_exit
+
+    assert any('prefetch thread stopped at exit' in name for name in APPLIED)
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield torch.zeros(1)
+
+    generator = prefetch_dataloader.PrefetchGenerator(endless(), 1)  # what PrefetchDataLoader.__iter__ makes
+    assert torch.equal(next(generator), torch.zeros(1))
+    time.sleep(0.3)
+    assert generator.is_alive()  # blocked on the full queue, as BasicSR's thread is between batches
+    assert prefetch_exit._HANDLER  # the exit handler was registered by the first generator
+    start = time.time()
+    prefetch_exit.stop_prefetch_threads()
+    assert not generator.is_alive() and time.time() - start < 2
+    count = len(produced)
+    time.sleep(0.3)
+    assert len(produced) == count  # nothing is read any more

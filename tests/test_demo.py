@@ -36,8 +36,16 @@ def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
     first = run(cmd, timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     out = osp.join(ROOT, 'results', exp_name)
-    scores = json.load(open(osp.join(out, 'results.json')))['scores']
+    results = json.load(open(osp.join(out, 'results.json')))
+    scores, runs = results['scores'], results['runs']
     assert list(scores) == ['bicubic', 'student (no KD)', 'student (KD)', 'teacher']
+    # equal time: the student alone gets the KD run's iterations at the measured cost ratio plus the
+    # label-building time in student iterations
+    timing = json.load(open(osp.join(out, 'equal_time.json')))
+    labels = runs['student (KD)']['label_seconds']
+    assert labels > 0 and runs['student (KD)']['iterations'] == 4
+    assert runs['student (no KD)']['iterations'] == round(4 * timing['ratio'] + labels / timing['student_iteration_s'])
+    assert f'student alone for the same time: {runs["student (no KD)"]["iterations"]} iterations' in first.stdout
     assert scores['teacher']['psnr'] > scores['bicubic']['psnr'] + 0.5  # the shipped teacher is trained
     table = open(osp.join(out, 'results.md')).read()
     rows = [line.split(' |')[0] for line in table.splitlines() if line.startswith('| ')][1:]
@@ -52,6 +60,7 @@ def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
 
     second = run(cmd + ['--no-baseline'], timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert 's, counted below)' in second.stdout and 'built earlier in' in second.stdout  # labels reused
     archived = [d for d in os.listdir(osp.join(ROOT, 'results')) if d.startswith(f'{exp_name}_archived_')]
     assert len(archived) == 1 and osp.isfile(osp.join(ROOT, 'results', archived[0], 'results.md'))
     experiments = os.listdir(osp.join(ROOT, 'experiments'))

@@ -37,11 +37,11 @@ def cached_options(name: str, data: str, teacher: str, labels: str, backend: str
 
 @pytest.fixture(scope='module')
 def label_set(tiny_pairs, teacher, tmp_path_factory):
-    """x8 labels of the tiny teacher on ``tiny_pairs`` (folder and LMDB); returns (options path, folder)."""
+    """x8 labels of the tiny teacher on ``tiny_pairs`` (folder, LMDB and arrays); returns (options path, folder)."""
     folder = tmp_path_factory.mktemp('labels')
     opt_path = write_options(str(folder), kd_options('labels', tiny_pairs, teacher))
     out = str(folder / 'x8')
-    result = build_labels(opt_path, out, '--lmdb', '--ensemble', 'x8')
+    result = build_labels(opt_path, out, '--lmdb', '--npy', '--ensemble', 'x8')
     assert result.returncode == 0, result.stderr[-3000:]
     return opt_path, out
 
@@ -57,7 +57,7 @@ def whole_image_x8(teacher: str, lr_path: str) -> np.ndarray:
     return out[0].clamp(0, 1).permute(1, 2, 0).numpy()
 
 
-def test_labels_are_written_with_a_manifest_and_an_lmdb(label_set, tiny_pairs, teacher):
+def test_labels_are_written_with_a_manifest_an_lmdb_and_arrays(label_set, tiny_pairs, teacher):
     _, out = label_set
     manifest = json.load(open(osp.join(out, 'manifest.json')))
     assert manifest['complete'] and manifest['count'] == 4 and manifest['names'] == ['img0', 'img1', 'img2', 'img3']
@@ -69,6 +69,9 @@ def test_labels_are_written_with_a_manifest_and_an_lmdb(label_set, tiny_pairs, t
     assert manifest['lr_source'] == {'dataroot_lq': osp.join(tiny_pairs, 'LR'), 'io_backend': 'disk'}
     assert sorted(os.listdir(out)) == ['img0.png', 'img1.png', 'img2.png', 'img3.png', 'manifest.json']
     assert json.load(open(osp.join(out + '.lmdb', 'manifest.json'))) == manifest
+    assert json.load(open(osp.join(out + '.npy', 'manifest.json'))) == manifest
+    assert sorted(os.listdir(out + '.npy')) == ['img0.npy', 'img1.npy', 'img2.npy', 'img3.npy', 'manifest.json']
+    assert np.array_equal(np.load(osp.join(out + '.npy', 'img1.npy')), cv2.imread(osp.join(out, 'img1.png')))
     # each label is the teacher's whole-image x8 output, rounded to 8 bits
     stored = cv2.imread(osp.join(out, 'img1.png'))[:, :, ::-1].astype(np.float32) / 255.0
     expected = whole_image_x8(teacher, osp.join(tiny_pairs, 'LR', 'img1.png'))
@@ -90,12 +93,18 @@ def _where(patch: np.ndarray, image: np.ndarray) -> tuple[int, int, int, bool]:
     raise AssertionError('patch not found in its GT image')
 
 
-def test_the_label_of_a_crop_is_the_whole_image_output_there_flipped_with_the_gt(label_set, tiny_pairs, teacher):
+def label_dataset(tiny_pairs: str, labels: str, phase: str = 'train'):
+    return build_dataset({'name': 't', 'type': 'KDPairedImageDataset', 'phase': phase, 'scale': 2,
+                          'io_backend': {'type': 'disk'}, 'dataroot_gt': osp.join(tiny_pairs, 'HR'),
+                          'dataroot_lq': osp.join(tiny_pairs, 'LR'), 'dataroot_teacher': labels, 'gt_size': 24,
+                          'use_hflip': True, 'use_rot': True})
+
+
+@pytest.mark.parametrize('store', ['', '.npy'])
+def test_the_label_of_a_crop_is_the_whole_image_output_there_flipped_with_the_gt(label_set, tiny_pairs, teacher,
+                                                                                  store):
     _, out = label_set
-    dataset = build_dataset({'name': 't', 'type': 'KDPairedImageDataset', 'phase': 'train', 'scale': 2,
-                             'io_backend': {'type': 'disk'}, 'dataroot_gt': osp.join(tiny_pairs, 'HR'),
-                             'dataroot_lq': osp.join(tiny_pairs, 'LR'), 'dataroot_teacher': out, 'gt_size': 24,
-                             'use_hflip': True, 'use_rot': True})
+    dataset = label_dataset(tiny_pairs, out + store)
     seen = set()
     np.random.seed(3)
     import random
@@ -113,6 +122,25 @@ def test_the_label_of_a_crop_is_the_whole_image_output_there_flipped_with_the_gt
         assert sample['teacher'].shape == sample['gt'].shape == (3, 24, 24)
         assert np.abs(got - whole).max() <= 1 / 255, (name, k, flip)
     assert len(seen) > 2  # the test really saw flips and rotations
+
+
+@pytest.mark.parametrize('phase', ['train', 'val'])
+def test_array_labels_give_the_samples_png_labels_give_bit_for_bit(label_set, tiny_pairs, phase):
+    import random
+
+    _, out = label_set
+    samples = {}
+    for store in ('', '.npy'):
+        random.seed(5)
+        dataset = label_dataset(tiny_pairs, out + store, phase)
+        samples[store] = [dataset[i % 4] for i in range(8)]
+    for png, arrays in zip(samples[''], samples['.npy']):
+        assert torch.equal(png['gt'], arrays['gt']) and torch.equal(png['lq'], arrays['lq'])
+        assert png['teacher'].dtype == arrays['teacher'].dtype == torch.float32
+        assert torch.equal(png['teacher'], arrays['teacher'])
+        assert arrays['teacher_path'].endswith('.npy')
+    # the memory-mapped files were only read: flips happen on a copy
+    assert np.array_equal(np.load(osp.join(out + '.npy', 'img1.npy')), cv2.imread(osp.join(out, 'img1.png')))
 
 
 def test_tiled_labels_equal_whole_image_labels():
@@ -164,7 +192,7 @@ def test_a_cached_label_step_runs_the_teacher_zero_times(teacher, tmp_path):
 def test_a_cached_label_run_trains_resumes_and_runs_under_torchrun(label_set, tiny_pairs, teacher, exp_name,
                                                                    tmp_path):
     _, out = label_set
-    opt = cached_options(exp_name, tiny_pairs, teacher, out, total_iter=2)
+    opt = cached_options(exp_name, tiny_pairs, teacher, out + '.npy', total_iter=2)
     opt['datasets']['train'].update(num_worker_per_gpu=1, prefetch_mode='cpu', num_prefetch_queue=2)
     path = write_options(str(tmp_path), opt)
     first = train(path)
@@ -188,14 +216,19 @@ def test_a_cached_label_run_trains_resumes_and_runs_under_torchrun(label_set, ti
     ('names', ['are for other images than dataroot_gt', "only in dataroot_gt: ['img3']"]),
     ('size', ["label 'img2' is 60x64, its GT 64x64"]),
     ('missing', ["no label for 'img0'"]),
+    ('arrays_size', ["label 'img2' is 60x64, its GT 64x64"]),
+    ('arrays_missing', ["no label for 'img0'"]),
+    ('lmdb_on_disk', ["is an LMDB, which is read through io_backend lmdb, and this set's io_backend is disk",
+                      'prepare teacher-labels --npy']),
     ('srmodel', ["teacher labels are read by KDModel only, and model_type is 'SRModel'"]),
     ('unfinished', ['is unfinished']),
 ])
 def test_labels_that_do_not_belong_to_the_run_are_refused_before_anything_is_written(
         label_set, tiny_pairs, teacher, exp_name, tmp_path, spoil, needles):
     _, out = label_set
-    labels = str(tmp_path / 'labels')
-    shutil.copytree(out, labels)
+    store = '.npy' if spoil.startswith('arrays_') else '.lmdb' if spoil == 'lmdb_on_disk' else ''
+    labels = str(tmp_path / 'labels') + store
+    shutil.copytree(out + store, labels)
     manifest = json.load(open(osp.join(labels, 'manifest.json')))
     opt = cached_options(exp_name, tiny_pairs, teacher, labels)
     if spoil == 'teacher':
@@ -208,6 +241,10 @@ def test_labels_that_do_not_belong_to_the_run_are_refused_before_anything_is_wri
         cv2.imwrite(osp.join(labels, 'img2.png'), np.zeros((64, 60, 3), np.uint8))
     elif spoil == 'missing':
         os.remove(osp.join(labels, 'img0.png'))
+    elif spoil == 'arrays_size':
+        np.save(osp.join(labels, 'img2.npy'), np.zeros((64, 60, 3), np.uint8))
+    elif spoil == 'arrays_missing':
+        os.remove(osp.join(labels, 'img0.npy'))
     elif spoil == 'srmodel':
         opt['model_type'] = 'SRModel'
         opt.pop('network_t')
@@ -227,6 +264,15 @@ def test_prepare_teacher_labels_resumes_and_never_overwrites_a_finished_set(tiny
     again = build_labels(opt_path, out, '--ensemble', 'none')
     assert again.returncode == 2 and 'already exists (a finished label set is kept)' in again.stderr
     assert {n: os.path.getmtime(osp.join(out, n)) for n in os.listdir(out)} == before
+    # a store missing beside a finished set of the same settings is added from its PNGs; other settings are refused
+    refused = build_labels(opt_path, out, '--ensemble', 'x8', '--npy')
+    assert refused.returncode == 2 and 'already exists' in refused.stderr and not osp.exists(out + '.npy')
+    added = build_labels(opt_path, out, '--ensemble', 'none', '--npy')
+    assert added.returncode == 0, added.stderr[-2000:]
+    assert {n: os.path.getmtime(osp.join(out, n)) for n in os.listdir(out)} == before
+    assert np.array_equal(np.load(osp.join(out + '.npy', 'img2.npy')), cv2.imread(osp.join(out, 'img2.png')))
+    twice = build_labels(opt_path, out, '--ensemble', 'none', '--npy')
+    assert twice.returncode == 2 and 'already exists (a finished label set is kept)' in twice.stderr
 
     # an interrupted build: the partial folder holds two labels and an unfinished manifest
     partial = out + '.partial'

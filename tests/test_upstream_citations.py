@@ -19,6 +19,8 @@ CITED = {
     'archs/arch_util.py:6': 'from distutils.version import LooseVersion',
     'data/data_util.py:142': "input_lmdb_keys = [line.split('.')[0] for line in fin]",
     'data/data_util.py:144': "gt_lmdb_keys = [line.split('.')[0] for line in fin]",
+    'data/prefetch_dataloader.py:7': 'class PrefetchGenerator(threading.Thread):',
+    'data/prefetch_dataloader.py:22': 'self.daemon = True',
     'data/degradations.py:8': 'from torchvision.transforms.functional_tensor import rgb_to_grayscale',
     'losses/__init__.py:29': 'logger = get_root_logger()',
     'metrics/niqe.py:5': 'from scipy.ndimage.filters import convolve',

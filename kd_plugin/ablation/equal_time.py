@@ -28,7 +28,8 @@ from basicsr.models import build_model
 
 from kd_plugin.ablation.variants import variant_options
 from kd_plugin.device import pick_device
-from kd_plugin.runs import PROJECT_ROOT
+from kd_plugin.heap import steady_heap
+from kd_plugin.runs import PROJECT_ROOT, with_total_iter
 
 
 def recipe_digest(recipe: dict[str, Any]) -> str:
@@ -95,12 +96,18 @@ def iteration_seconds(opts: dict[str, dict[str, Any]], blocks: int = 5, block: i
                       skip: int | None = None) -> dict[str, float]:
     """Seconds per whole training iteration of each run in ``opts`` (``{label: run options}``), the median
     over ``blocks`` rounds; each round times ``block`` consecutive iterations of every run in turn after
-    ``skip`` uncounted ones (default: the loader's prefetched batches plus one)."""
+    ``skip`` uncounted ones (default: the loader's prefetched batches plus one). The process gets the heap
+    policy training processes run with (:func:`kd_plugin.heap.steady_heap`)."""
+    steady_heap()
+    if skip is None:
+        workers = max(opt['datasets']['train'].get('num_worker_per_gpu', 0) for opt in opts.values())
+        skip = 2 * workers + 1  # DataLoader's default prefetch_factor is 2 batches per worker
+    # a schedule shorter than the timed iterations is stretched (a step costs the same at any learning rate)
+    steps = blocks * (skip + block)
+    opts = {label: opt if opt['train']['total_iter'] >= steps else with_total_iter(opt, steps)
+            for label, opt in opts.items()}
     with tempfile.TemporaryDirectory() as tmp:
         runs = {label: _Run(in_process(opt, tmp)) for label, opt in opts.items()}
-        if skip is None:
-            workers = max(opt['datasets']['train'].get('num_worker_per_gpu', 0) for opt in opts.values())
-            skip = 2 * workers + 1  # DataLoader's default prefetch_factor is 2 batches per worker
         times: dict[str, list[float]] = {label: [] for label in runs}
         for _ in range(blocks):
             for label, run in runs.items():
@@ -123,8 +130,9 @@ def measure_ratio(recipe: dict[str, Any]) -> dict[str, Any]:
                         'timed block by block in turn in one process', 'threads': torch.get_num_threads()}
 
 
-def equal_time_iterations(recipe: dict[str, Any], total_iter: int, record: str) -> int:
-    """Iterations the student alone runs in the time the recipe takes for ``total_iter`` iterations.
+def equal_time_iterations(recipe: dict[str, Any], total_iter: int, record: str, extra_seconds: float = 0.0) -> int:
+    """Iterations the student alone runs in the time the recipe takes for ``total_iter`` iterations, plus
+    ``extra_seconds`` of the recipe's that are not training steps (e.g. building its teacher labels).
 
     The ratio of the two iteration costs is measured once and kept in ``record`` (JSON) with the recipe's
     digest: later invocations with the same recipe train the equal-time baseline for the same iterations
@@ -138,4 +146,4 @@ def equal_time_iterations(recipe: dict[str, Any], total_iter: int, record: str) 
         os.makedirs(osp.dirname(osp.abspath(record)), exist_ok=True)
         with open(record, 'w') as f:
             json.dump(saved, f, indent=1)
-    return max(round(total_iter * saved['ratio']), 1)
+    return max(round(total_iter * saved['ratio'] + extra_seconds / saved['student_iteration_s']), 1)

@@ -1,10 +1,14 @@
 """The no-download distillation demo: ``python -m kd_plugin.cli.demo`` (``make demo``).
 
 1. builds the paired photo set from scikit-image's bundled photographs (PNG folders and LMDB);
-2. checks the shipped teacher ``checkpoints/HDRNet_T91_x4_12k.pth`` against its SHA-256;
-3. trains DeformableHDRNet without KD and then with KD from the teacher, both through
-   ``kd_plugin/cli/train.py -opt`` (BasicSR's own pipeline; progress bar and its log lines shown);
-4. scores bicubic, both students and the teacher on the validation photos and draws crops
+2. checks the KD file's teacher, the shipped ``checkpoints/HDRNet_T91_BSD400_x4_6k.pth``, against its SHA-256;
+3. runs the teacher once on every whole training image (x8 self-ensemble, fp32) and stores the labels
+   (``prepare teacher-labels``' code; built once, reused by later demos, their build time always counted);
+4. trains DeformableHDRNet with KD from those labels, then alone for the same time: the KD run's
+   iterations times the measured cost ratio of whole iterations, plus the label-building time in student
+   iterations; both through ``kd_plugin/cli/train.py -opt`` (BasicSR's own pipeline; progress bar and
+   its log lines shown);
+5. scores bicubic, both students and the teacher on the validation photos and draws crops
    side by side (bicubic | student | KD student | teacher | ground truth).
 
 Outputs go to ``results/<tag>/``; an earlier ``results/<tag>`` is archived (renamed with a
@@ -12,6 +16,7 @@ timestamp, as BasicSR does with ``experiments/``), never overwritten.
 """
 import json
 import os
+import re
 import sys
 import time
 from os import path as osp
@@ -21,16 +26,18 @@ import numpy as np
 from basicsr.utils import mkdir_and_rename
 from tqdm import tqdm
 
+from kd_plugin.ablation.equal_time import equal_time_iterations
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
 from kd_plugin.checkpoint_io import verify_listed_sha256
 from kd_plugin.cli.common import Parser, tool
 from kd_plugin.data.bundled_photos import prepare_photos
+from kd_plugin.data.kd_paired_dataset import ARRAYS_SUFFIX, LABEL_ROOT
+from kd_plugin.data.label_cache import build_label_set, load_teachers, read_manifest
 from kd_plugin.device import pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.runs import (
     PROJECT_ROOT,
     SHA256SUMS,
-    SHIPPED_TEACHER,
     experiment_dir,
     latest_weights,
     launch_train,
@@ -40,18 +47,49 @@ from kd_plugin.runs import (
 )
 
 STUDENT_OPT = osp.join('options', 'train', 'DeformableHDRNet', 'train_DeformableHDRNet_photos_x4.yml')
-KD_OPT = osp.join('options', 'train', 'KD', 'train_KD_HDRNet_to_DeformableHDRNet_photos_x4.yml')
+KD_OPT = osp.join('options', 'train', 'KD', 'train_KD_HDRNet_to_DeformableHDRNet_photos_x4_labels.yml')
+STEPS = 5
 
 
-def check_teacher(root: str) -> str:
-    """The shipped teacher's path, after checking it against ``checkpoints/SHA256SUMS``."""
-    return verify_listed_sha256(osp.join(root, SHIPPED_TEACHER), osp.join(root, SHA256SUMS))
+def from_root(path: str) -> str:
+    """A path of an options file, which is relative to the project root (where runs start)."""
+    return path if osp.isabs(path) else osp.join(PROJECT_ROOT, path)
 
 
-def run_options(source: str, name: str, total_iter: int | None, out_dir: str) -> tuple[str, dict]:
-    """A copy of options file ``source`` renamed ``name`` (shortened to ``total_iter``), written to ``out_dir``."""
-    opt = load_options(osp.join(PROJECT_ROOT, source))
+def check_teacher(kd_opt: dict) -> str:
+    """The KD file's teacher checkpoint, after checking it against ``checkpoints/SHA256SUMS``."""
+    return verify_listed_sha256(from_root(kd_opt['path']['pretrain_network_t']), osp.join(PROJECT_ROOT, SHA256SUMS))
+
+
+def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
+    """Step 3: the KD file's label set (``dataroot_teacher``, an array folder) of ``teacher``, built unless a
+    finished one is there; returns its path and the seconds its build took (from its manifest, also when
+    reused)."""
+    arrays = from_root(kd_opt['datasets']['train'][LABEL_ROOT])
+    manifest = read_manifest(arrays)
+    if manifest is None or not manifest.get('complete'):
+        print(f'[3/{STEPS}] teacher labels: the teacher on every whole training image, x8, fp32 (once)', flush=True)
+        train_set = {k: from_root(v) if k.startswith('dataroot_') else v
+                     for k, v in kd_opt['datasets']['train'].items()}
+        device = pick_device('auto')
+        opt = dict(kd_opt, path={**kd_opt['path'], 'pretrain_network_t': teacher})
+        teachers, precision = load_teachers(opt, None, device, fp32=True)
+        manifest = build_label_set(train_set, kd_opt['scale'], teachers, 'x8', arrays[:-len(ARRAYS_SUFFIX)], device,
+                                   precision, npy=True, progress=lambda items: tqdm(items, desc='labels', unit='image'))
+    else:
+        print(f'[3/{STEPS}] teacher labels: {arrays} (built earlier in {manifest["seconds"]} s, counted below)',
+              flush=True)
+    return arrays, float(manifest['seconds'])
+
+
+def run_options(source: str, name: str, total_iter: int | None, out_dir: str,
+                labels: str | None = None) -> tuple[str, dict]:
+    """A copy of options file ``source`` renamed ``name`` (shortened to ``total_iter``, reading the teacher
+    labels ``labels``), written to ``out_dir``."""
+    opt = load_options(from_root(source))
     opt['name'] = name
+    if labels:
+        opt['datasets']['train'][LABEL_ROOT] = labels
     if total_iter:
         opt = with_total_iter(opt, total_iter)
         opt['val']['val_freq'] = opt['logger']['save_checkpoint_freq'] = max(total_iter // 2, 1)
@@ -66,7 +104,9 @@ def train_with_progress(opt_path: str, opt: dict, label: str) -> float:
             tail.append(line)
             del tail[:-40]
             if 'iter:' in line and 'lr:(' in line:
-                bar.update(int(line.split('iter:')[1].split(',')[0]) - bar.n)
+                done = re.search(r'iter:\s*([\d,]+)', line)  # BasicSR writes 1,200
+                if done:
+                    bar.update(int(done.group(1).replace(',', '')) - bar.n)
             if any(key in line for key in ('lr:(', '# psnr', '# ssim', 'Teacher on', 'Start training',
                                            'End of training', 'error')):
                 tqdm.write(line.rstrip())
@@ -105,38 +145,52 @@ def side_by_side(panels: dict[str, np.ndarray], gt: np.ndarray, size: int = 96, 
 
 def prepare_data() -> str:
     """Step 1: the photo set (PNG folders and LMDBs); returns its folder."""
-    print('[1/4] photo set (scikit-image\'s bundled photographs; train: 6 photos, val: chelsea, coffee)', flush=True)
+    print(f'[1/{STEPS}] photo set (scikit-image\'s bundled photographs; train: 6 photos, val: chelsea, coffee)',
+          flush=True)
     photos = osp.join(PROJECT_ROOT, 'datasets', 'photos')
     prepare_photos(photos, [4], lmdb=True)
     return photos
 
 
-def train_students(tag: str, total_iter: int | None, baseline: bool, options_dir: str) -> dict[str, dict]:
-    """Step 3: the student alone (unless not ``baseline``) and with KD; returns each run's record."""
-    print('[3/4] training through kd_plugin/cli/train.py (BasicSR pipeline)', flush=True)
-    plan = [('student (no KD)', STUDENT_OPT, f'{tag}_DeformableHDRNet_photos_x4')] if baseline else []
-    plan.append(('student (KD)', KD_OPT, f'{tag}_KD_HDRNet_to_DeformableHDRNet_photos_x4'))
+def train_students(tag: str, total_iter: int | None, baseline: bool, out: str, labels: str,
+                   label_seconds: float) -> dict[str, dict]:
+    """Step 4: the student with KD from the cached ``labels``, then (unless not ``baseline``) alone for the
+    same time, the ``label_seconds`` of their building included; returns each run's record."""
+    print(f'[4/{STEPS}] training through kd_plugin/cli/train.py (BasicSR pipeline)', flush=True)
+    options_dir = osp.join(out, 'options')
     runs = {}
-    for label, source, name in plan:
-        opt_path, opt = run_options(source, name, total_iter, options_dir)
-        seconds = train_with_progress(opt_path, opt, label)
-        runs[label] = {'name': name, 'seconds': seconds, 'iterations': opt['train']['total_iter'],
-                       'checkpoint': latest_weights(name)}
+    opt_path, opt = run_options(KD_OPT, f'{tag}_KD_HDRNet_to_DeformableHDRNet_photos_x4', total_iter, options_dir,
+                                labels)
+    iterations = opt['train']['total_iter']
+    if baseline:  # measured before training, while nothing else runs
+        print('equal time: timing whole training iterations of both runs (about half a minute)', flush=True)
+        alone = equal_time_iterations(opt, iterations, osp.join(out, 'equal_time.json'), label_seconds)
+    runs['student (KD)'] = {'name': opt['name'], 'seconds': train_with_progress(opt_path, opt, 'student (KD)'),
+                            'label_seconds': label_seconds, 'iterations': iterations,
+                            'checkpoint': latest_weights(opt['name'])}
+    if baseline:
+        name = f'{tag}_DeformableHDRNet_photos_x4'
+        print(f'student alone for the same time: {alone} iterations (the KD run\'s {iterations} and its '
+              f'{label_seconds:.0f} s of labels, at the measured cost of each)', flush=True)
+        opt_path, opt = run_options(STUDENT_OPT, name, alone, options_dir)
+        seconds = train_with_progress(opt_path, opt, 'student (no KD)')
+        runs = {'student (no KD)': {'name': name, 'seconds': seconds, 'iterations': alone,
+                                    'checkpoint': latest_weights(name)}, **runs}
     return runs
 
 
 def score_methods(photos: str, runs: dict[str, dict], teacher: str) -> tuple[dict, dict]:
     """Step 4a: Y-PSNR/SSIM of bicubic, each student and the teacher on the validation photos; returns
     (scores, upscalers)."""
-    print('[4/4] scoring on the validation photos (Y-PSNR/SSIM, crop 4)', flush=True)
+    print(f'[5/{STEPS}] scoring on the validation photos (Y-PSNR/SSIM, crop 4)', flush=True)
     images = load_test_set(osp.join(photos, 'val'), 4)
     device = pick_device('auto')
     upscalers = {'bicubic': bicubic_upscaler(4)}
-    student_arch = load_options(osp.join(PROJECT_ROOT, STUDENT_OPT))['network_g']
+    student_arch = load_options(from_root(STUDENT_OPT))['network_g']
     for label, run in runs.items():
         net = load_model(ModelSpec(label, student_arch, run['checkpoint'], 'params'))
         upscalers[label] = network_upscaler(net.to(device), device)
-    teacher_arch = load_options(osp.join(PROJECT_ROOT, KD_OPT))['network_t']
+    teacher_arch = load_options(from_root(KD_OPT))['network_t']
     upscalers['teacher'] = network_upscaler(load_model(ModelSpec('teacher', teacher_arch, teacher, 'params')).to(
         device), device)
     return {label: evaluate(fn, images, 4) for label, fn in upscalers.items()}, upscalers
@@ -144,10 +198,14 @@ def score_methods(photos: str, runs: dict[str, dict], teacher: str) -> tuple[dic
 
 def write_results(out: str, photos: str, scores: dict, runs: dict, upscalers: dict, started: float) -> None:
     """Step 4b: ``results.md``, ``results.json`` and ``side_by_side.png`` in ``out``, and a summary."""
-    table = ['| method | iterations | training time | Y-PSNR (dB) | SSIM |', '|---|---|---|---|---|']
+    table = ['| method | iterations | time (training + labels) | Y-PSNR (dB) | SSIM |', '|---|---|---|---|---|']
     for label, result in scores.items():
         run = runs.get(label, {})
-        minutes = f'{run["seconds"] / 60:.1f} min' if run else ''
+        minutes = ''
+        if run:
+            labels = run.get('label_seconds')
+            minutes = f'{(run["seconds"] + (labels or 0)) / 60:.1f} min' + (
+                f' ({run["seconds"] / 60:.1f} + {labels / 60:.1f})' if labels is not None else '')
         table.append(f'| {label} | {run.get("iterations", "")} | {minutes} | {result["psnr"]:.2f} | '
                      f'{result["ssim"]:.4f} |')
     figure = osp.join(out, 'side_by_side.png')
@@ -180,12 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     out = osp.join(PROJECT_ROOT, 'results', args.tag)
     mkdir_and_rename(out)  # an earlier demo's results are archived, not overwritten
-    options_dir = osp.join(out, 'options')
-    os.makedirs(options_dir)
+    os.makedirs(osp.join(out, 'options'))
     photos = prepare_data()
-    print(f'[2/4] teacher {check_teacher(PROJECT_ROOT)} (SHA-256 checked)', flush=True)
-    runs = train_students(args.tag, args.total_iter, not args.no_baseline, options_dir)
-    scores, upscalers = score_methods(photos, runs, check_teacher(PROJECT_ROOT))
+    kd_opt = load_options(from_root(KD_OPT))
+    teacher = check_teacher(kd_opt)
+    print(f'[2/{STEPS}] teacher {teacher} (SHA-256 checked)', flush=True)
+    labels, label_seconds = teacher_labels(kd_opt, teacher)
+    runs = train_students(args.tag, args.total_iter, not args.no_baseline, out, labels, label_seconds)
+    scores, upscalers = score_methods(photos, runs, teacher)
     write_results(out, photos, scores, runs, upscalers, started)
     return 0
 

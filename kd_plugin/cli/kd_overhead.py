@@ -12,6 +12,7 @@ import torch
 from kd_plugin.benchmark.kd_overhead import measure, report
 from kd_plugin.cli.common import Parser, add_device, tool
 from kd_plugin.device import describe, pick_device
+from kd_plugin.heap import steady_heap
 from kd_plugin.runs import load_options
 
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--channels-last', action='store_true', help='set train.teacher.channels_last')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    steady_heap()  # as in training processes (kd_plugin/heap.py)
     device = pick_device(args.device)
     kd_opt = load_options(args.opt)
     teacher_opt = kd_opt['train'].get('teacher') or {}

@@ -94,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                         description='Runs the KD options file\'s network_t (its checkpoint, its train.teacher fast '
                         'path) on every whole LR image of its datasets.train (folder or LMDB) and writes 8-bit PNG '
                         'labels named like the GT, with manifest.json (teachers and their SHA-256, scale, ensemble, '
-                        'LR source, image names); --lmdb adds OUTPUT.lmdb. Point datasets.train.dataroot_teacher at '
-                        'the result (type: KDPairedImageDataset). Resumable; a finished output is kept unless '
-                        '--overwrite. Relative paths in the options file are read from the current folder.')
+                        'LR source, image names); --lmdb adds OUTPUT.lmdb, --npy adds OUTPUT.npy (uncompressed '
+                        'arrays that training reads crop-only: the fastest to load). Point '
+                        'datasets.train.dataroot_teacher at the result (type: KDPairedImageDataset). Resumable; a '
+                        'finished output is kept unless --overwrite. Relative paths in the options file are read '
+                        'from the current folder.')
     tl.add_argument('-opt', required=True, help='a KD options file (model_type: KDModel)')
     tl.add_argument('--ensemble', choices=('none', 'x8'), default='x8',
                     help='x8: mean over the 8 flips/rotations (default); none: one pass')
@@ -105,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                          'whose outputs are averaged per pixel. Default: the file\'s network_t')
     tl.add_argument('--output', help='label folder (default: labels_<teacher>_<ensemble> beside dataroot_gt)')
     tl.add_argument('--lmdb', action='store_true', help='also write OUTPUT.lmdb')
+    tl.add_argument('--npy', action='store_true',
+                    help='also write OUTPUT.npy: one uncompressed array per label, memory-mapped so that a training '
+                         'sample reads only its crop (3 bytes per HR pixel on disk; no PNG decode per step)')
     tl.add_argument('--tile', type=int, default=0,
                     help='LR tile side for images that do not fit memory (default 0: whole images; archs with a '
                          'global path, such as HDRNet, give other labels when tiled)')
@@ -127,10 +132,10 @@ def teacher_labels(args: argparse.Namespace) -> None:
     train_set = opt['datasets']['train']
     output = args.output or default_output(train_set, teachers, args.ensemble)
     manifest = build_label_set(train_set, opt['scale'], teachers, args.ensemble, output, device, precision, args.tile,
-                               args.tile_overlap, args.lmdb, args.overwrite,
+                               args.tile_overlap, args.lmdb, args.overwrite, args.npy,
                                progress=lambda items: tqdm(items, desc='teacher labels', unit='image'))
     print(f'{output}: {manifest["count"]} labels ({args.ensemble}, {manifest["seconds"]} s on {device})'
-          + (f'; {output}.lmdb' if args.lmdb else ''))
+          + (f'; {output}.lmdb' if args.lmdb else '') + (f'; {output}.npy' if args.npy else ''))
 
 
 @tool('prepare')

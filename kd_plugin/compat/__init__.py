@@ -22,7 +22,7 @@ def apply_import_fixes() -> None:
 
 def apply_runtime_fixes() -> None:
     """Patch BasicSR functions whose behaviour is wrong on this stack (imports basicsr)."""
-    from kd_plugin.compat import checkpoints, distributed, lmdb_envs, resume
+    from kd_plugin.compat import checkpoints, distributed, lmdb_envs, prefetch_exit, resume
 
     resume.patch_load_resume_state()
     resume.patch_check_resume()
@@ -30,6 +30,7 @@ def apply_runtime_fixes() -> None:
     distributed.patch_init_dist_pytorch()
     distributed.patch_model_to_device()
     checkpoints.patch_atomic_checkpoints()
+    prefetch_exit.patch_prefetch_generator()
 
 
 __all__ = ['APPLIED', 'apply_import_fixes', 'apply_runtime_fixes']

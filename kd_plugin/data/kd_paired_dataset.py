@@ -2,6 +2,7 @@
 from os import path as osp
 from typing import Any
 
+import numpy as np
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils import FileClient, bgr2ycbcr, imfrombytes, img2tensor
@@ -10,14 +11,31 @@ from torchvision.transforms.functional import normalize
 
 #: The option that names the label folder (or LMDB) of ``python -m kd_plugin.cli.prepare teacher-labels``.
 LABEL_ROOT = 'dataroot_teacher'
+#: A label folder whose name ends so holds one uncompressed ``<stem>.npy`` (HWC uint8 BGR) per label.
+ARRAYS_SUFFIX = '.npy'
+
+
+def holds_arrays(root: str) -> bool:
+    """Whether the label set ``root`` is an array folder (``prepare teacher-labels --npy``)."""
+    return osp.normpath(root).endswith(ARRAYS_SUFFIX)
 
 
 def label_location(gt_path: str, root: str, backend: str) -> str:
-    """Where the label of GT image ``gt_path`` lives: the LMDB key (the GT's key, its file stem) or
-    ``<root>/<GT stem>.png`` (labels are PNG whatever the GT's format)."""
+    """Where the label of GT image ``gt_path`` lives: ``<root>/<GT stem>.npy`` in an array folder, else the
+    LMDB key (the GT's key, its file stem) or ``<root>/<GT stem>.png`` (labels are PNG whatever the GT's
+    format)."""
+    name = osp.splitext(osp.basename(gt_path))[0]
+    if holds_arrays(root):
+        return osp.join(root, name + ARRAYS_SUFFIX)
     if backend == 'lmdb':
         return gt_path
-    return osp.join(root, osp.splitext(osp.basename(gt_path))[0] + '.png')
+    return osp.join(root, name + '.png')
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1] with the arithmetic of BasicSR's ``imfrombytes(float32=True)``, so a label
+    read from an array equals the same label read from its PNG bit for bit; float32 passes unchanged."""
+    return img if img.dtype == np.float32 else img.astype(np.float32) / 255.
 
 
 @DATASET_REGISTRY.register()
@@ -33,6 +51,10 @@ class KDPairedImageDataset(PairedImageDataset):
     Every other option is ``PairedImageDataset``'s (``io_backend`` disk or lmdb for all three roots,
     ``filename_tmpl``, ``meta_info_file``, ``color``, ``mean``/``std``); DDP, workers and ``prefetch_mode``
     work unchanged because the label is one more image of the same sample.
+
+    A PNG or LMDB label is decoded whole before the crop, like the GT: a third HR-sized decode per sample.
+    An array folder (``dataroot_teacher: ...npy``, any ``io_backend`` for GT/LQ) is memory-mapped and only the
+    crop is read, which keeps a cached-label sample about as cheap to load as a plain one.
     """
 
     def __init__(self, opt: dict[str, Any]) -> None:
@@ -41,7 +63,8 @@ class KDPairedImageDataset(PairedImageDataset):
         if not self.label_root:
             return
         backend = self.io_backend_opt['type']
-        if backend == 'lmdb':
+        self.label_arrays = holds_arrays(self.label_root)
+        if backend == 'lmdb' and not self.label_arrays:
             self.io_backend_opt['db_paths'] = [*self.io_backend_opt['db_paths'], self.label_root]
             self.io_backend_opt['client_keys'] = [*self.io_backend_opt['client_keys'], 'teacher']
         for item in self.paths:
@@ -56,7 +79,10 @@ class KDPairedImageDataset(PairedImageDataset):
         item = self.paths[index]
         img_gt = imfrombytes(self.file_client.get(item['gt_path'], 'gt'), float32=True)
         img_lq = imfrombytes(self.file_client.get(item['lq_path'], 'lq'), float32=True)
-        img_label = imfrombytes(self.file_client.get(item['teacher_path'], 'teacher'), float32=True)
+        if self.label_arrays:
+            img_label = np.load(item['teacher_path'], mmap_mode='r')  # uint8; cropped before it is read
+        else:
+            img_label = imfrombytes(self.file_client.get(item['teacher_path'], 'teacher'), float32=True)
         if img_label.shape != img_gt.shape:
             raise ValueError(f'{LABEL_ROOT}: label {item["teacher_path"]} is {img_label.shape[1]}x'
                              f'{img_label.shape[0]}, its GT {item["gt_path"]} {img_gt.shape[1]}x{img_gt.shape[0]}. '
@@ -65,8 +91,10 @@ class KDPairedImageDataset(PairedImageDataset):
         if self.opt['phase'] == 'train':
             (img_gt, img_label), img_lq = paired_random_crop([img_gt, img_label], img_lq, self.opt['gt_size'], scale,
                                                              item['gt_path'])
-            img_gt, img_label, img_lq = augment([img_gt, img_label, img_lq], self.opt['use_hflip'],
+            # as floats before augment, whose in-place flips must not reach a read-only memory map
+            img_gt, img_label, img_lq = augment([img_gt, to_float(img_label), img_lq], self.opt['use_hflip'],
                                                 self.opt['use_rot'])
+        img_label = to_float(img_label)
         if self.opt.get('color') == 'y':
             img_gt, img_label, img_lq = (bgr2ycbcr(img, y_only=True)[..., None] for img in (img_gt, img_label, img_lq))
         if self.opt['phase'] != 'train':

@@ -1,8 +1,9 @@
 """Cached teacher labels on disk: building a label set once, its manifest, and the checks a run makes.
 
 A label set is a folder of 8-bit PNGs, one per training image, named after the GT image's stem, with
-``manifest.json``; ``--lmdb`` adds ``<folder>.lmdb`` (BasicSR's LMDB, keys = stems, the same manifest
-inside). ``datasets.train.dataroot_teacher`` of a ``KDPairedImageDataset`` points at either.
+``manifest.json``; ``--lmdb`` adds ``<folder>.lmdb`` (BasicSR's LMDB, keys = stems) and ``--npy`` adds
+``<folder>.npy`` (one uncompressed ``<stem>.npy`` per label, read crop-only by memory map), each with the
+same manifest inside. ``datasets.train.dataroot_teacher`` of a ``KDPairedImageDataset`` points at any of them.
 
 The manifest says what made the labels (each teacher's arch and checkpoint SHA-256, the scale, the
 ensemble, tiling, precision, the LR source) and for which images (their count and names), so that a
@@ -25,7 +26,7 @@ from PIL import Image
 
 from kd_plugin.checkpoint_io import sha256
 from kd_plugin.data.image_io import name_difference, write_image
-from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
+from kd_plugin.data.kd_paired_dataset import ARRAYS_SUFFIX, LABEL_ROOT, holds_arrays
 from kd_plugin.data.lmdb_builder import build_lmdb
 from kd_plugin.distill.teacher_labels import TeacherRunner, label
 from kd_plugin.model_loading import ModelSpec, load_model, parse_model
@@ -110,15 +111,17 @@ def _write_manifest(root: str, manifest: dict[str, Any]) -> None:
 
 def build_label_set(train_set: dict[str, Any], scale: int, teachers: list[Teacher], ensemble: str, output: str,
                     device: torch.device, precision: str, tile: int = 0, tile_overlap: int = 16,
-                    lmdb: bool = False, overwrite: bool = False,
+                    lmdb: bool = False, overwrite: bool = False, npy: bool = False,
                     progress: Callable[[Iterable], Iterable] = lambda x: x) -> dict[str, Any]:
     """Label every whole LR image of ``train_set`` and write the label set to ``output`` (and
-    ``<output>.lmdb``); returns the manifest.
+    ``<output>.lmdb`` with ``lmdb``, ``<output>.npy`` with ``npy``); returns the manifest.
 
     Labels go to ``<output>.partial`` first, each PNG under a temporary name then renamed, so an
     interrupted build continues where it stopped (same teachers and settings, else an error) and a
     finished ``output`` is never touched unless ``overwrite``, and then only replaced once the new set is
-    complete. Everything that can be refused is refused before the first label is written."""
+    complete. A finished ``output`` of the same teachers, settings and images that lacks a store asked for
+    (``lmdb``, ``npy``) gets it from its PNGs, without labelling again. Everything that can be refused is
+    refused before the first label is written."""
     pairs = training_pairs(train_set)
     manifest = {
         'teachers': [{'arch': t.arch, 'checkpoint': t.checkpoint, 'sha256': sha256(t.checkpoint)} for t in teachers],
@@ -126,8 +129,15 @@ def build_label_set(train_set: dict[str, Any], scale: int, teachers: list[Teache
         'lr_source': {'dataroot_lq': train_set['dataroot_lq'], 'io_backend': train_set['io_backend']['type']},
         'count': len(pairs), 'names': sorted(stem(p['gt_path']) for p in pairs),
     }
-    lmdb_path = output + '.lmdb'
-    for done in [output] + ([lmdb_path] if lmdb else []):
+    lmdb_path, arrays_path = output + '.lmdb', output + ARRAYS_SUFFIX
+    stores = [path for path, wanted in ((lmdb_path, lmdb), (arrays_path, npy)) if wanted]
+    finished = read_manifest(output) if osp.isdir(output) else None
+    if (not overwrite and finished and finished.get('complete') and stores
+            and all(finished.get(k) == manifest[k] for k in _SIGNATURE)
+            and not any(osp.exists(path) for path in stores)):
+        _write_stores(output, stores, finished['names'], overwrite)
+        return finished
+    for done in [output] + stores:
         if osp.exists(done) and not overwrite:
             raise FileExistsError(f'--output: {done} already exists (a finished label set is kept). Fix: pass '
                                   '--overwrite to replace it once the new one is complete, or choose another --output')
@@ -159,10 +169,34 @@ def build_label_set(train_set: dict[str, Any], scale: int, teachers: list[Teache
     if osp.exists(output):
         shutil.rmtree(output)
     os.replace(partial, output)
-    if lmdb:
-        build_lmdb(output, lmdb_path, overwrite=overwrite)
-        shutil.copy(osp.join(output, MANIFEST), osp.join(lmdb_path, MANIFEST))
+    _write_stores(output, stores, manifest['names'], overwrite)
     return manifest
+
+
+def _write_stores(output: str, stores: list[str], names: list[str], overwrite: bool) -> None:
+    """The finished PNG label set ``output`` copied into each of ``stores`` (``.lmdb``, ``.npy``)."""
+    for path in stores:
+        if path.endswith('.lmdb'):
+            build_lmdb(output, path, overwrite=overwrite)
+            shutil.copy(osp.join(output, MANIFEST), osp.join(path, MANIFEST))
+        else:
+            write_arrays(output, path, names)
+
+
+def write_arrays(folder: str, arrays_path: str, names: list[str]) -> None:
+    """The PNG labels ``<folder>/<name>.png`` as ``<arrays_path>/<name>.npy`` (HWC uint8, decoded as
+    ``KDPairedImageDataset`` decodes a PNG label) with the folder's manifest; written beside, then moved into
+    place whole."""
+    partial = arrays_path + f'.partial{os.getpid()}'
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    for name in names:
+        with open(osp.join(folder, name + '.png'), 'rb') as f:
+            np.save(osp.join(partial, name + ARRAYS_SUFFIX), imfrombytes(f.read()))
+    shutil.copy(osp.join(folder, MANIFEST), osp.join(partial, MANIFEST))
+    if osp.exists(arrays_path):
+        shutil.rmtree(arrays_path)
+    os.replace(partial, arrays_path)
 
 
 def file_client(train_set: dict[str, Any], which: str) -> FileClient:
@@ -176,7 +210,16 @@ def file_client(train_set: dict[str, Any], which: str) -> FileClient:
 
 # ----------------------------------------------------------------------------- checks before a run
 def _sizes(root: str, names: list[str], backend: str) -> dict[str, tuple[int, int]]:
-    """``{stem: (width, height)}`` of the images ``names`` (stems) in a folder or an LMDB (its meta_info)."""
+    """``{stem: (width, height)}`` of the images ``names`` (stems) in a folder, an array folder or an LMDB
+    (its meta_info)."""
+    if holds_arrays(root):
+        sizes = {}
+        for name in names:
+            path = osp.join(root, name + ARRAYS_SUFFIX)
+            if osp.isfile(path):
+                h, w = np.load(path, mmap_mode='r').shape[:2]
+                sizes[name] = (w, h)
+        return sizes
     if backend == 'lmdb' or root.endswith('.lmdb'):
         sizes = {}
         with open(osp.join(root, 'meta_info.txt')) as f:
@@ -196,7 +239,8 @@ def _sizes(root: str, names: list[str], backend: str) -> dict[str, tuple[int, in
 
 def check_label_set(opt: dict[str, Any], sha_of: Callable[[str], str] = sha256) -> None:
     """Refuse, naming the fix, a ``dataroot_teacher`` that does not belong to this run: on a model that is not
-    ``KDModel``; a label set without a finished manifest; one made at another scale, by another teacher
+    ``KDModel``; a PNG folder or LMDB that the set's ``io_backend`` cannot read (an array folder suits
+    any); a label set without a finished manifest; one made at another scale, by another teacher
     (checkpoint SHA-256), or for other images; a missing label or one of another size than its GT."""
     train_set = (opt.get('datasets') or {}).get('train') or {}
     root = train_set.get(LABEL_ROOT)
@@ -209,6 +253,14 @@ def check_label_set(opt: dict[str, Any], sha_of: Callable[[str], str] = sha256) 
     if train_set.get('type') != 'KDPairedImageDataset':
         raise ValueError(f'datasets.train.{LABEL_ROOT}: only KDPairedImageDataset reads labels; type is '
                          f'{train_set.get("type")!r}. Fix: type: KDPairedImageDataset')
+    backend = train_set['io_backend']['type']
+    in_lmdb = osp.normpath(root).endswith('.lmdb')
+    if not holds_arrays(root) and in_lmdb != (backend == 'lmdb'):
+        kind, reader = ('an LMDB', 'lmdb') if in_lmdb else ('a PNG folder', 'disk')
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: {root!r} is {kind}, which is read through io_backend '
+                         f'{reader}, and this set\'s io_backend is {backend}. Fix: point it at the label set\'s .npy '
+                         'folder (prepare teacher-labels --npy; read with any io_backend, and the fastest), or at '
+                         f'its {"folder" if in_lmdb else ".lmdb"}')
     manifest = read_manifest(root)
     if manifest is None or not manifest.get('complete'):
         state = 'has no manifest.json' if manifest is None else 'is unfinished'
@@ -230,7 +282,6 @@ def check_label_set(opt: dict[str, Any], sha_of: Callable[[str], str] = sha256) 
         raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} are for other images than '
                          f'dataroot_gt ({name_difference(names, manifest["names"], ("dataroot_gt", "the labels"))}). '
                          f'{fix}')
-    backend = train_set['io_backend']['type']
     gt_sizes = _sizes(train_set['dataroot_gt'], names, backend)
     label_sizes = _sizes(root, names, backend)
     for name in names:
