@@ -227,7 +227,8 @@ def test_equal_time_record_is_tied_to_the_recipe_and_retimed_when_it_changes(tea
 
     def fake_measure(recipe):
         timed.append(recipe['train']['total_iter'])
-        return {'recipe_sha256': equal_time.recipe_digest(recipe), 'ratio': 1.5 + len(timed)}
+        return {'recipe_sha256': equal_time.recipe_digest(recipe), 'ratio': 1.5 + len(timed),
+                'student_iteration_s': 0.25}
 
     monkeypatch.setattr(equal_time, 'measure_ratio', fake_measure)
     record = str(tmp_path / 'equal_time.json')
@@ -237,6 +238,17 @@ def test_equal_time_record_is_tied_to_the_recipe_and_retimed_when_it_changes(tea
     recipe['train']['distill_opt']['loss_weight'] = 0.5  # an edited recipe costs something else: timed again
     assert equal_time.equal_time_iterations(recipe, 100, record) == 350 and len(timed) == 2
     assert json.load(open(record))['recipe_sha256'] == equal_time.recipe_digest(recipe)
+    # time the recipe spends outside its steps (its labels: 30 s) buys the student alone 30 / 0.25 iterations
+    assert equal_time.equal_time_iterations(recipe, 100, record, extra_seconds=30) == 350 + 120 and len(timed) == 2
+
+
+def test_a_schedule_shorter_than_the_timing_is_stretched_for_it(teacher, tiny_pairs):
+    recipe = kd_options('abl', tiny_pairs, teacher, total_iter=4)
+    # BasicSR's cosine restarts fail past the end of their periods
+    recipe['train']['scheduler'] = {'type': 'CosineAnnealingRestartLR', 'periods': [4], 'restart_weights': [1],
+                                    'eta_min': 1e-7}
+    seconds = equal_time.iteration_seconds({'recipe': recipe}, blocks=2, block=3, skip=1)
+    assert set(seconds) == {'recipe'} and seconds['recipe'] > 0  # 8 steps of a 4-iteration cosine schedule
 
 
 def test_measured_training_time_adds_up_the_parts_of_a_resumed_run(exp_name):

@@ -146,4 +146,5 @@ def equal_time_iterations(recipe: dict[str, Any], total_iter: int, record: str, 
         os.makedirs(osp.dirname(osp.abspath(record)), exist_ok=True)
         with open(record, 'w') as f:
             json.dump(saved, f, indent=1)
-    return max(round(total_iter * saved['ratio'] + extra_seconds / saved['student_iteration_s']), 1)
+    extra = extra_seconds / saved['student_iteration_s'] if extra_seconds else 0.0
+    return max(round(total_iter * saved['ratio'] + extra), 1)
