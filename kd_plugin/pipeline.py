@@ -2,6 +2,8 @@
 ``kd_plugin/cli/train.py`` and ``kd_plugin/cli/test.py``)."""
 import sys
 
+import torch
+
 from kd_plugin.compat.hooks import pipeline_with_checks
 from kd_plugin.compat.launcher import normalise_argv
 from kd_plugin.heap import steady_heap
@@ -26,4 +28,10 @@ def run_pipeline(kind: str, root_path: str) -> int:
     except FloatingPointError as err:
         print(f'error: {err}', file=sys.stderr, flush=True)
         return 1
+    finally:
+        # BasicSR never ends the process group its launcher started; left to interpreter exit, gloo's worker
+        # threads are destroyed still running and a finished rank can abort ("terminate called without an
+        # active exception")
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0

@@ -48,3 +48,21 @@ def test_without_a_process_group_everything_is_a_no_op():
     assert not distributed() and torch.equal(adapter.weight, before) and torch.equal(adapter.weight.grad,
                                                                                     torch.ones(2, 2))
     assert finite_on_all_ranks(torch.tensor(1.0)) and not finite_on_all_ranks(torch.tensor(float('inf')))
+
+
+def test_the_training_entry_ends_the_process_group_it_ran_in(monkeypatch, tmp_path, capsys):
+    """BasicSR leaves the launcher's process group to interpreter exit, where gloo's threads can abort a
+    finished rank; ``run_pipeline`` destroys it, whatever the run's outcome (here: a missing options file)."""
+    import sys
+
+    from kd_plugin import pipeline
+    from tests.helpers import ROOT
+
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/group', rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', '/nonexistent.yml'])
+        assert pipeline.run_pipeline('train', ROOT) == 2
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
