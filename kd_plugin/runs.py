@@ -70,6 +70,12 @@ def write_options(opt: dict[str, Any], folder: str) -> str:
     return path
 
 
+def from_project_root(path: str | None) -> str | None:
+    """A path from an options file, which is relative to the project root (where runs start), made
+    absolute; absolute paths and None pass unchanged."""
+    return path if path is None or osp.isabs(path) else osp.join(PROJECT_ROOT, path)
+
+
 def experiment_dir(name: str, root: str = PROJECT_ROOT) -> str:
     """``<root>/experiments/<name>``: where BasicSR writes a training run."""
     return osp.join(root, 'experiments', name)

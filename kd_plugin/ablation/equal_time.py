@@ -29,16 +29,12 @@ from basicsr.models import build_model
 from kd_plugin.ablation.variants import variant_options
 from kd_plugin.device import pick_device
 from kd_plugin.heap import steady_heap
-from kd_plugin.runs import PROJECT_ROOT, with_total_iter
+from kd_plugin.runs import from_project_root, with_total_iter
 
 
 def recipe_digest(recipe: dict[str, Any]) -> str:
     """SHA-256 of the recipe's options (canonical JSON): an edited recipe is timed again."""
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _from_root(path: str | None) -> str | None:
-    return path if path is None or osp.isabs(path) else osp.join(PROJECT_ROOT, path)
 
 
 def in_process(opt: dict[str, Any], models_dir: str) -> dict[str, Any]:
@@ -49,14 +45,14 @@ def in_process(opt: dict[str, Any], models_dir: str) -> dict[str, Any]:
     opt.setdefault('manual_seed', 0)
     for key, value in list(opt['path'].items()):
         if key.startswith('pretrain_network'):
-            opt['path'][key] = _from_root(value)
+            opt['path'][key] = from_project_root(value)
     opt['path'].update(models=models_dir, training_states=models_dir, resume_state=None)
     train_set = opt['datasets']['train']
     train_set.update(phase='train', scale=opt['scale'])
     for key in [k for k in train_set if k.startswith('dataroot_')]:
-        train_set[key] = _from_root(train_set[key])
+        train_set[key] = from_project_root(train_set[key])
     if 'meta_info_file' in train_set:
-        train_set['meta_info_file'] = _from_root(train_set['meta_info_file'])
+        train_set['meta_info_file'] = from_project_root(train_set['meta_info_file'])
     return opt
 
 

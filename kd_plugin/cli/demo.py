@@ -39,6 +39,7 @@ from kd_plugin.runs import (
     PROJECT_ROOT,
     SHA256SUMS,
     experiment_dir,
+    from_project_root,
     latest_weights,
     launch_train,
     load_options,
@@ -51,25 +52,21 @@ KD_OPT = osp.join('options', 'train', 'KD', 'train_KD_HDRNet_to_DeformableHDRNet
 STEPS = 5
 
 
-def from_root(path: str) -> str:
-    """A path of an options file, which is relative to the project root (where runs start)."""
-    return path if osp.isabs(path) else osp.join(PROJECT_ROOT, path)
-
-
 def check_teacher(kd_opt: dict) -> str:
     """The KD file's teacher checkpoint, after checking it against ``checkpoints/SHA256SUMS``."""
-    return verify_listed_sha256(from_root(kd_opt['path']['pretrain_network_t']), osp.join(PROJECT_ROOT, SHA256SUMS))
+    return verify_listed_sha256(from_project_root(kd_opt['path']['pretrain_network_t']),
+                                osp.join(PROJECT_ROOT, SHA256SUMS))
 
 
 def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
     """Step 3: the KD file's label set (``dataroot_teacher``, an array folder) of ``teacher``, built unless a
     finished one is there; returns its path and the seconds its build took (from its manifest, also when
     reused)."""
-    arrays = from_root(kd_opt['datasets']['train'][LABEL_ROOT])
+    arrays = from_project_root(kd_opt['datasets']['train'][LABEL_ROOT])
     manifest = read_manifest(arrays)
     if manifest is None or not manifest.get('complete'):
         print(f'[3/{STEPS}] teacher labels: the teacher on every whole training image, x8, fp32 (once)', flush=True)
-        train_set = {k: from_root(v) if k.startswith('dataroot_') else v
+        train_set = {k: from_project_root(v) if k.startswith('dataroot_') else v
                      for k, v in kd_opt['datasets']['train'].items()}
         device = pick_device('auto')
         opt = dict(kd_opt, path={**kd_opt['path'], 'pretrain_network_t': teacher})
@@ -86,7 +83,7 @@ def run_options(source: str, name: str, total_iter: int | None, out_dir: str,
                 labels: str | None = None) -> tuple[str, dict]:
     """A copy of options file ``source`` renamed ``name`` (shortened to ``total_iter``, reading the teacher
     labels ``labels``), written to ``out_dir``."""
-    opt = load_options(from_root(source))
+    opt = load_options(from_project_root(source))
     opt['name'] = name
     if labels:
         opt['datasets']['train'][LABEL_ROOT] = labels
@@ -186,11 +183,11 @@ def score_methods(photos: str, runs: dict[str, dict], teacher: str) -> tuple[dic
     images = load_test_set(osp.join(photos, 'val'), 4)
     device = pick_device('auto')
     upscalers = {'bicubic': bicubic_upscaler(4)}
-    student_arch = load_options(from_root(STUDENT_OPT))['network_g']
+    student_arch = load_options(from_project_root(STUDENT_OPT))['network_g']
     for label, run in runs.items():
         net = load_model(ModelSpec(label, student_arch, run['checkpoint'], 'params'))
         upscalers[label] = network_upscaler(net.to(device), device)
-    teacher_arch = load_options(from_root(KD_OPT))['network_t']
+    teacher_arch = load_options(from_project_root(KD_OPT))['network_t']
     upscalers['teacher'] = network_upscaler(load_model(ModelSpec('teacher', teacher_arch, teacher, 'params')).to(
         device), device)
     return {label: evaluate(fn, images, 4) for label, fn in upscalers.items()}, upscalers
@@ -240,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     mkdir_and_rename(out)  # an earlier demo's results are archived, not overwritten
     os.makedirs(osp.join(out, 'options'))
     photos = prepare_data()
-    kd_opt = load_options(from_root(KD_OPT))
+    kd_opt = load_options(from_project_root(KD_OPT))
     teacher = check_teacher(kd_opt)
     print(f'[2/{STEPS}] teacher {teacher} (SHA-256 checked)', flush=True)
     labels, label_seconds = teacher_labels(kd_opt, teacher)
