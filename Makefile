@@ -37,11 +37,14 @@ data: setup
 	test -d datasets/T91_BSD400/X4/HR.lmdb || $(BIN)/python -m kd_plugin.cli.prepare lmdb --input datasets/T91_BSD400/X4/HR --output datasets/T91_BSD400/X4/HR.lmdb --input datasets/T91_BSD400/X4/LR --output datasets/T91_BSD400/X4/LR.lmdb
 	mkdir -p datasets; for s in Set5 Set14 BSD100; do ln -sfn ../../shared/data/$$s datasets/$$s; done
 
-# Cached whole-image teacher labels (x8 self-ensemble, fp32) of the shipped teachers on T91, for the
-# options/train/KD/*_labels.yml recipes (about 1.5 min each on 2 CPU cores).
+# Cached whole-image teacher labels (x8 self-ensemble, fp32) of the shipped teachers, for the
+# options/train/KD/*_labels.yml recipes: on T91 about 0.5-1.5 min each on 2 CPU cores, on T91 + BSD400 several
+# minutes each (the README gives the measured times).
 labels: data
 	test -d datasets/T91/X4/labels_HDRNet_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4_labels.yml --fp32 --npy
 	test -d datasets/T91/X4/labels_EDSR_64x16_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4_labels.yml --fp32 --npy
+	test -d datasets/T91_BSD400/X4/labels_HDRNet_T91_BSD400_x4_6k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_BSD400_x4_labels.yml --fp32 --npy
+	test -d datasets/T91_BSD400/X4/labels_EDSR_64x16_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_BSD400_x4_labels.yml --fp32 --npy
 
 # The GPU "short" ablation of HDRNet -> DeformableHDRNet x4 on T91 with the shipped teacher: the student
 # alone, alone for the recipe's time, and the recipe, at 3000 iterations, three seeds. Sized by estimate for

@@ -143,6 +143,29 @@ def test_array_labels_give_the_samples_png_labels_give_bit_for_bit(label_set, ti
     assert np.array_equal(np.load(osp.join(out + '.npy', 'img1.npy')), cv2.imread(osp.join(out, 'img1.png')))
 
 
+def test_array_label_maps_are_reused_bounded_and_not_pickled(label_set, tiny_pairs, monkeypatch):
+    import pickle
+    import random
+
+    from kd_plugin.data import kd_paired_dataset
+
+    _, out = label_set
+    random.seed(5)
+    reference = [label_dataset(tiny_pairs, out + '.npy')[i % 4]['teacher'] for i in range(8)]
+    monkeypatch.setattr(kd_paired_dataset, 'MAPPED_LABELS_MAX', 2)
+    random.seed(5)
+    dataset = label_dataset(tiny_pairs, out + '.npy')
+    opened = []
+    real_load = np.load
+    monkeypatch.setattr(kd_paired_dataset.np, 'load', lambda *a, **k: opened.append(a[0]) or real_load(*a, **k))
+    samples = [dataset[i % 4]['teacher'] for i in range(8)]
+    assert all(torch.equal(a, b) for a, b in zip(samples, reference))
+    assert 0 < len(dataset._maps) <= 2
+    dataset[7 % 4]  # mapped by the last call: no new open
+    assert len(opened) == 8 and len(set(opened)) == 4  # 4 images cycled through 2 map slots
+    assert pickle.loads(pickle.dumps(dataset))._maps == {}
+
+
 def test_tiled_labels_equal_whole_image_labels():
     torch.manual_seed(0)
     net = build_network({'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2,

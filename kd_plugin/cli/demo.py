@@ -2,8 +2,8 @@
 
 1. builds the paired photo set from scikit-image's bundled photographs (PNG folders and LMDB);
 2. checks the KD file's teacher, the shipped ``checkpoints/HDRNet_T91_BSD400_x4_6k.pth``, against its SHA-256;
-3. runs the teacher once on every whole training image (x8 self-ensemble, fp32) and stores the labels
-   (``prepare teacher-labels``' code; built once, reused by later demos, their build time always counted);
+3. runs the teacher once on every whole training image (one pass, fp32: ``LABEL_ENSEMBLE``) and stores
+   the labels (``prepare teacher-labels``' code; built once, reused by later demos, their build time always counted);
 4. trains DeformableHDRNet with KD from those labels, then alone for the same time: the KD run's
    iterations times the measured cost ratio of whole iterations, plus the label-building time in student
    iterations; both through ``kd_plugin/cli/train.py -opt`` (BasicSR's own pipeline; progress bar and
@@ -50,6 +50,8 @@ from kd_plugin.runs import (
 STUDENT_OPT = osp.join('options', 'train', 'DeformableHDRNet', 'train_DeformableHDRNet_photos_x4.yml')
 KD_OPT = osp.join('options', 'train', 'KD', 'train_KD_HDRNet_to_DeformableHDRNet_photos_x4_labels.yml')
 STEPS = 5
+#: One teacher pass per training image, no self-ensemble: x8 labels cost 8 passes, as long as the KD training.
+LABEL_ENSEMBLE = 'none'
 
 
 def check_teacher(kd_opt: dict) -> str:
@@ -65,14 +67,16 @@ def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
     arrays = from_project_root(kd_opt['datasets']['train'][LABEL_ROOT])
     manifest = read_manifest(arrays)
     if manifest is None or not manifest.get('complete'):
-        print(f'[3/{STEPS}] teacher labels: the teacher on every whole training image, x8, fp32 (once)', flush=True)
+        print(f'[3/{STEPS}] teacher labels: the teacher on every whole training image, ensemble {LABEL_ENSEMBLE}, '
+              'fp32 (once)', flush=True)
         train_set = {k: from_project_root(v) if k.startswith('dataroot_') else v
                      for k, v in kd_opt['datasets']['train'].items()}
         device = pick_device('auto')
         opt = dict(kd_opt, path={**kd_opt['path'], 'pretrain_network_t': teacher})
         teachers, precision = load_teachers(opt, None, device, fp32=True)
-        manifest = build_label_set(train_set, kd_opt['scale'], teachers, 'x8', arrays[:-len(ARRAYS_SUFFIX)], device,
-                                   precision, npy=True, progress=lambda items: tqdm(items, desc='labels', unit='image'))
+        manifest = build_label_set(train_set, kd_opt['scale'], teachers, LABEL_ENSEMBLE, arrays[:-len(ARRAYS_SUFFIX)],
+                                   device, precision, npy=True,
+                                   progress=lambda items: tqdm(items, desc='labels', unit='image'))
     else:
         print(f'[3/{STEPS}] teacher labels: {arrays} (built earlier in {manifest["seconds"]} s, counted below)',
               flush=True)
@@ -160,7 +164,7 @@ def train_students(tag: str, total_iter: int | None, baseline: bool, out: str, l
                                 labels)
     iterations = opt['train']['total_iter']
     if baseline:  # measured before training, while nothing else runs
-        print('equal time: timing whole training iterations of both runs (about half a minute)', flush=True)
+        print('equal time: timing whole training iterations of both runs (about a minute)', flush=True)
         alone = equal_time_iterations(opt, iterations, osp.join(out, 'equal_time.json'), label_seconds)
     runs['student (KD)'] = {'name': opt['name'], 'seconds': train_with_progress(opt_path, opt, 'student (KD)'),
                             'label_seconds': label_seconds, 'iterations': iterations,

@@ -13,6 +13,8 @@ from torchvision.transforms.functional import normalize
 LABEL_ROOT = 'dataroot_teacher'
 #: A label folder whose name ends so holds one uncompressed ``<stem>.npy`` (HWC uint8 BGR) per label.
 ARRAYS_SUFFIX = '.npy'
+#: How many label arrays one dataset (one loader worker) keeps mapped; past it the maps are dropped and reopened.
+MAPPED_LABELS_MAX = 1024
 
 
 def holds_arrays(root: str) -> bool:
@@ -54,7 +56,9 @@ class KDPairedImageDataset(PairedImageDataset):
 
     A PNG or LMDB label is decoded whole before the crop, like the GT: a third HR-sized decode per sample.
     An array folder (``dataroot_teacher: ...npy``, any ``io_backend`` for GT/LQ) is memory-mapped and only the
-    crop is read, which keeps a cached-label sample about as cheap to load as a plain one.
+    crop is read, which keeps a cached-label sample about as cheap to load as a plain one. Each process keeps
+    up to ``MAPPED_LABELS_MAX`` maps open, because opening one costs about as much as everything else the
+    label adds to a sample.
     """
 
     def __init__(self, opt: dict[str, Any]) -> None:
@@ -69,6 +73,20 @@ class KDPairedImageDataset(PairedImageDataset):
             self.io_backend_opt['client_keys'] = [*self.io_backend_opt['client_keys'], 'teacher']
         for item in self.paths:
             item['teacher_path'] = label_location(item['gt_path'], self.label_root, backend)
+        self._maps: dict[str, np.ndarray] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a spawned loader worker maps its own labels; pickled maps would be copied whole
+        return {**self.__dict__, '_maps': {}}
+
+    def _mapped_label(self, path: str) -> np.ndarray:
+        """The label array at ``path``, memory-mapped read-only (uint8 HWC); maps are reused within a process."""
+        label = self._maps.get(path)
+        if label is None:
+            if len(self._maps) >= MAPPED_LABELS_MAX:
+                self._maps.clear()
+            label = self._maps[path] = np.load(path, mmap_mode='r')
+        return label
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not self.label_root:
@@ -80,7 +98,7 @@ class KDPairedImageDataset(PairedImageDataset):
         img_gt = imfrombytes(self.file_client.get(item['gt_path'], 'gt'), float32=True)
         img_lq = imfrombytes(self.file_client.get(item['lq_path'], 'lq'), float32=True)
         if self.label_arrays:
-            img_label = np.load(item['teacher_path'], mmap_mode='r')  # uint8; cropped before it is read
+            img_label = self._mapped_label(item['teacher_path'])  # uint8; cropped before it is read
         else:
             img_label = imfrombytes(self.file_client.get(item['teacher_path'], 'teacher'), float32=True)
         if img_label.shape != img_gt.shape:
