@@ -76,6 +76,13 @@ def from_project_root(path: str | None) -> str | None:
     return path if path is None or osp.isabs(path) else osp.join(PROJECT_ROOT, path)
 
 
+def dataset_from_project_root(dataset_opt: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a dataset's options with its ``dataroot_*`` folders and ``meta_info_file`` made absolute
+    (:func:`from_project_root`), for code that reads the data from outside a run's working directory."""
+    return {key: from_project_root(value) if key.startswith('dataroot_') or key == 'meta_info_file' else value
+            for key, value in dataset_opt.items()}
+
+
 def experiment_dir(name: str, root: str = PROJECT_ROOT) -> str:
     """``<root>/experiments/<name>``: where BasicSR writes a training run."""
     return osp.join(root, 'experiments', name)

@@ -102,3 +102,13 @@ def test_shared_options_device_sets_and_output():
         with pytest.raises(ValueError, match='--device cuda: no CUDA device is visible. Fix: --device cpu'):
             pick_device('cuda')
     assert output_dir(None, 'bench') == f'{ROOT}/results/bench' and output_dir('mine', 'bench') == 'mine'
+
+
+def test_dataset_paths_are_read_from_the_project_root_and_the_options_are_not_changed():
+    dataset = {'dataroot_gt': 'datasets/T91/X4/HR', 'dataroot_lq': '/data/LR', 'dataroot_teacher': None,
+               'meta_info_file': 'meta/info.txt', 'gt_size': 64, 'name': 'datasets/not_a_path'}
+    rooted = runs.dataset_from_project_root(dataset)
+    assert rooted == {'dataroot_gt': f'{runs.PROJECT_ROOT}/datasets/T91/X4/HR', 'dataroot_lq': '/data/LR',
+                      'dataroot_teacher': None, 'meta_info_file': f'{runs.PROJECT_ROOT}/meta/info.txt',
+                      'gt_size': 64, 'name': 'datasets/not_a_path'}
+    assert dataset['dataroot_gt'] == 'datasets/T91/X4/HR'  # a copy

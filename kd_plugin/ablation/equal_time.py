@@ -31,7 +31,7 @@ from basicsr.models import build_model
 from kd_plugin.ablation.variants import variant_options
 from kd_plugin.device import pick_device
 from kd_plugin.heap import steady_heap
-from kd_plugin.runs import from_project_root, with_total_iter
+from kd_plugin.runs import dataset_from_project_root, from_project_root, with_total_iter
 
 
 def recipe_digest(recipe: dict[str, Any]) -> str:
@@ -49,12 +49,8 @@ def in_process(opt: dict[str, Any], models_dir: str) -> dict[str, Any]:
         if key.startswith('pretrain_network'):
             opt['path'][key] = from_project_root(value)
     opt['path'].update(models=models_dir, training_states=models_dir, resume_state=None)
-    train_set = opt['datasets']['train']
-    train_set.update(phase='train', scale=opt['scale'])
-    for key in [k for k in train_set if k.startswith('dataroot_')]:
-        train_set[key] = from_project_root(train_set[key])
-    if 'meta_info_file' in train_set:
-        train_set['meta_info_file'] = from_project_root(train_set['meta_info_file'])
+    opt['datasets']['train'] = dict(dataset_from_project_root(opt['datasets']['train']), phase='train',
+                                    scale=opt['scale'])
     return opt
 
 

@@ -38,6 +38,7 @@ from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.runs import (
     PROJECT_ROOT,
     SHA256SUMS,
+    dataset_from_project_root,
     experiment_dir,
     from_project_root,
     latest_weights,
@@ -69,8 +70,7 @@ def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
     if manifest is None or not manifest.get('complete'):
         print(f'[3/{STEPS}] teacher labels: the teacher on every whole training image, ensemble {LABEL_ENSEMBLE}, '
               'fp32 (once)', flush=True)
-        train_set = {k: from_project_root(v) if k.startswith('dataroot_') else v
-                     for k, v in kd_opt['datasets']['train'].items()}
+        train_set = dataset_from_project_root(kd_opt['datasets']['train'])
         device = pick_device('auto')
         opt = dict(kd_opt, path={**kd_opt['path'], 'pretrain_network_t': teacher})
         teachers, precision = load_teachers(opt, None, device, fp32=True)
