@@ -331,3 +331,16 @@ def test_label_quality_scores_each_kind_of_label_against_the_gt(tiny_pairs, teac
     assert result['a']['patch'] != result['a']['whole']
     text = label_quality.report(result, 'tiny')
     assert f'| a | {result["a"]["patch"]:.2f} | {result["a"]["whole"]:.2f} (' in text
+
+
+def test_the_ensemble_a_label_folder_names_is_read_back_and_a_name_without_one_is_refused(tmp_path):
+    from kd_plugin.data.label_cache import Teacher, default_output, ensemble_in_name
+
+    train_set = {'dataroot_gt': str(tmp_path / 'X4' / 'HR')}
+    teachers = [Teacher({}, '/ckpt/HDRNet_T91_x4_6k.pth', lambda x: x)]
+    for ensemble in ('none', 'x8'):
+        made = default_output(train_set, teachers, ensemble)
+        assert [ensemble_in_name(made + suffix) for suffix in ('', '.npy', '.lmdb', '.npy/')] == [ensemble] * 4
+    for bad in ('datasets/X4/labels_HDRNet_T91_x4_6k.npy', 'datasets/X4/teacher_out_x8.npy'):
+        with pytest.raises(ValueError, match=r'dataroot_teacher .*: the name does not say which ensemble built it'):
+            ensemble_in_name(bad)

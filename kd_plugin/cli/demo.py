@@ -2,8 +2,9 @@
 
 1. builds the paired photo set from scikit-image's bundled photographs (PNG folders and LMDB);
 2. checks the KD file's teacher, the shipped ``checkpoints/HDRNet_T91_BSD400_x4_6k.pth``, against its SHA-256;
-3. runs the teacher once on every whole training image (one pass, fp32: ``LABEL_ENSEMBLE``) and stores
-   the labels (``prepare teacher-labels``' code; built once, reused by later demos, their build time always counted);
+3. runs the teacher on every whole training image (fp32; the ensemble the KD file's label folder names:
+   one pass, ``_none``, as x8 labels would cost 8 passes, as long as the KD training) and stores the labels
+   (``prepare teacher-labels``' code; built once, reused by later demos, their build time always counted);
 4. trains DeformableHDRNet with KD from those labels, then alone for the same time: the KD run's
    iterations times the measured cost ratio of whole iterations, plus the label-building time in student
    iterations; both through ``kd_plugin/cli/train.py -opt`` (BasicSR's own pipeline; progress bar and
@@ -32,7 +33,7 @@ from kd_plugin.checkpoint_io import verify_listed_sha256
 from kd_plugin.cli.common import Parser, tool
 from kd_plugin.data.bundled_photos import prepare_photos
 from kd_plugin.data.kd_paired_dataset import ARRAYS_SUFFIX, LABEL_ROOT
-from kd_plugin.data.label_cache import build_label_set, load_teachers, read_manifest
+from kd_plugin.data.label_cache import build_label_set, ensemble_in_name, load_teachers, read_manifest
 from kd_plugin.device import pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.runs import (
@@ -51,8 +52,6 @@ from kd_plugin.runs import (
 STUDENT_OPT = osp.join('options', 'train', 'DeformableHDRNet', 'train_DeformableHDRNet_photos_x4.yml')
 KD_OPT = osp.join('options', 'train', 'KD', 'train_KD_HDRNet_to_DeformableHDRNet_photos_x4_labels.yml')
 STEPS = 5
-#: One teacher pass per training image, no self-ensemble: x8 labels cost 8 passes, as long as the KD training.
-LABEL_ENSEMBLE = 'none'
 
 
 def check_teacher(kd_opt: dict) -> str:
@@ -68,13 +67,14 @@ def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
     arrays = from_project_root(kd_opt['datasets']['train'][LABEL_ROOT])
     manifest = read_manifest(arrays)
     if manifest is None or not manifest.get('complete'):
-        print(f'[3/{STEPS}] teacher labels: the teacher on every whole training image, ensemble {LABEL_ENSEMBLE}, '
+        ensemble = ensemble_in_name(arrays)
+        print(f'[3/{STEPS}] teacher labels: the teacher on every whole training image, ensemble {ensemble}, '
               'fp32 (once)', flush=True)
         train_set = dataset_from_project_root(kd_opt['datasets']['train'])
         device = pick_device('auto')
         opt = dict(kd_opt, path={**kd_opt['path'], 'pretrain_network_t': teacher})
         teachers, precision = load_teachers(opt, None, device, fp32=True)
-        manifest = build_label_set(train_set, kd_opt['scale'], teachers, LABEL_ENSEMBLE, arrays[:-len(ARRAYS_SUFFIX)],
+        manifest = build_label_set(train_set, kd_opt['scale'], teachers, ensemble, arrays[:-len(ARRAYS_SUFFIX)],
                                    device, precision, npy=True,
                                    progress=lambda items: tqdm(items, desc='labels', unit='image'))
     else:

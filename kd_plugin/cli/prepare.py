@@ -15,6 +15,7 @@ from kd_plugin.data.lr_generation import make_lr_pairs
 from kd_plugin.data.merge import merge_pairs
 from kd_plugin.data.subimages import crop_subimages
 from kd_plugin.device import DEVICE_CHOICES, pick_device
+from kd_plugin.distill.teacher_labels import ENSEMBLES
 from kd_plugin.runs import load_options
 
 
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'finished output is kept unless --overwrite. Relative paths in the options file are read '
                         'from the current folder.')
     tl.add_argument('-opt', required=True, help='a KD options file (model_type: KDModel)')
-    tl.add_argument('--ensemble', choices=('none', 'x8'), default='x8',
+    tl.add_argument('--ensemble', choices=tuple(ENSEMBLES), default='x8',
                     help='x8: mean over the 8 flips/rotations (default); none: one pass')
     tl.add_argument('--teacher', action='append', metavar='SPEC',
                     help='OPTIONS.yml[@CHECKPOINT.pth] of a teacher (its network_g); repeat for several teachers, '

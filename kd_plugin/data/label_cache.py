@@ -28,7 +28,7 @@ from kd_plugin.checkpoint_io import sha256
 from kd_plugin.data.image_io import name_difference, write_image
 from kd_plugin.data.kd_paired_dataset import ARRAYS_SUFFIX, LABEL_ROOT, holds_arrays
 from kd_plugin.data.lmdb_builder import build_lmdb
-from kd_plugin.distill.teacher_labels import TeacherRunner, label
+from kd_plugin.distill.teacher_labels import ENSEMBLES, TeacherRunner, label
 from kd_plugin.model_loading import ModelSpec, load_model, parse_model
 from kd_plugin.models.kd_config import teacher_dtype
 
@@ -92,6 +92,20 @@ def default_output(train_set: dict[str, Any], teachers: list[Teacher], ensemble:
     """``<folder of dataroot_gt>/labels_<teacher checkpoint stems>_<ensemble>``."""
     stems = '+'.join(stem(t.checkpoint) for t in teachers)
     return osp.join(osp.dirname(osp.normpath(train_set['dataroot_gt'])), f'labels_{stems}_{ensemble}')
+
+
+def ensemble_in_name(label_root: str) -> str:
+    """The ensemble that label set ``label_root`` names, ``labels_<stems>_<ensemble>`` as ``default_output``
+    writes it (also as ``.npy``/``.lmdb``), so that a set can be built for the name a file already gives it."""
+    name = osp.basename(osp.normpath(label_root))
+    for suffix in (ARRAYS_SUFFIX, '.lmdb'):
+        name = name.removesuffix(suffix)
+    ensemble = name.rsplit('_', 1)[-1]
+    if not name.startswith('labels_') or ensemble not in ENSEMBLES:
+        raise ValueError(f'{LABEL_ROOT} {label_root}: the name does not say which ensemble built it; name the set '
+                         f'labels_<teacher>_<ensemble> with ensemble one of {", ".join(ENSEMBLES)}, as '
+                         '"prepare teacher-labels" does')
+    return ensemble
 
 
 def read_manifest(root: str) -> dict[str, Any] | None:
