@@ -44,7 +44,8 @@ labels: data
 	test -d datasets/T91/X4/labels_HDRNet_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4_labels.yml --fp32 --npy
 	test -d datasets/T91/X4/labels_EDSR_64x16_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4_labels.yml --fp32 --npy
 	test -d datasets/T91_BSD400/X4/labels_HDRNet_T91_BSD400_x4_6k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_BSD400_x4_labels.yml --fp32 --npy
-	test -d datasets/T91_BSD400/X4/labels_EDSR_64x16_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_BSD400_x4_labels.yml --fp32 --npy
+	test -d datasets/T91_BSD400/X4/labels_EDSR_64x16_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_T91_to_EDSR_32x4_T91_BSD400_x4_labels.yml --fp32 --npy
+	test -d datasets/T91_BSD400/X4/labels_EDSR_64x16_T91_BSD400_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_BSD400_x4_labels.yml --fp32 --npy
 
 # The GPU "short" ablation of HDRNet -> DeformableHDRNet x4 on T91 with the shipped teacher: the student
 # alone, alone for the recipe's time, and the recipe, at 3000 iterations, three seeds. Sized by estimate for
