@@ -183,6 +183,44 @@ def test_bf16_channels_last_teacher_path_runs_the_teacher_fast_and_trains(teache
     assert all(p.dtype is torch.float32 for p in fast.net_g.parameters())
 
 
+def test_auto_autocast_is_bf16_only_where_the_hardware_computes_it(teacher_path, tmp_path, monkeypatch):
+    """bf16 autocast on a CPU without AVX-512 BF16 or AMX is emulated (the EDSR 64x16 teacher ran at 0.14x its
+    fp32 speed on an AVX2 CPU), so ``auto`` takes bf16 only where the hardware has it."""
+    from kd_plugin.models import kd_config, kd_model
+
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    for avx512_bf16, amx, native in ((True, False, True), (False, True, True), (False, False, False)):
+        monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda v=amx: v, raising=False)
+        assert kd_config.native_bf16(cpu) is native
+        assert kd_config.teacher_dtype({'autocast': 'auto'}, cpu) is (torch.bfloat16 if native else None)
+        assert kd_config.teacher_dtype({'autocast': 'bf16'}, cpu) is torch.bfloat16  # asked for: kept, with a warning
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: False)
+    assert kd_config.teacher_dtype({'autocast': 'auto'}, cuda) is torch.float16
+    with pytest.raises(ValueError, match=r"train.teacher.autocast: 'int8' is not one of auto, bf16, fp16 or fp32"):
+        kd_config.teacher_dtype({'autocast': 'int8'}, cpu)
+
+    lines = []
+
+    class Logger:
+        def info(self, msg):
+            lines.append(('info', msg))
+
+        def warning(self, msg):
+            lines.append(('warning', msg))
+
+    monkeypatch.setattr(kd_model, 'get_root_logger', lambda: Logger())
+    opt = kd_model_options(teacher_path, all_losses(), str(tmp_path))
+    opt['train']['teacher'] = {'autocast': 'auto', 'channels_last': True}
+    model = kd_model.KDModel(opt)  # the probes above left the CPU without native bf16
+    assert model.kd.teacher.dtype is None
+    assert ('info', 'Teacher forward in fp32 (train.teacher.autocast: auto) on cpu.') in lines
+    assert not [msg for level, msg in lines if level == 'warning']
+    lines.clear()
+    kd_model.log_teacher_precision({'autocast': 'bf16'}, torch.bfloat16, cpu)
+    assert lines[1][0] == 'warning' and 'Fix: autocast: auto' in lines[1][1]
+
+
 def test_window_teacher_is_padded_to_its_window_and_cropped_back(tmp_path):
     """A SwinIR teacher only takes multiples of window_size; validation images are any size."""
     swin = {'type': 'SwinIR', 'upscale': 2, 'img_size': 16, 'window_size': 4, 'embed_dim': 12, 'depths': [1],
