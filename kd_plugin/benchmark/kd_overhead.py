@@ -32,6 +32,7 @@ from basicsr.models import build_model
 
 from kd_plugin.archs.build import build_network
 from kd_plugin.benchmark.timing import autocast_context, interleaved_medians, peak_memory_bytes
+from kd_plugin.models.kd_config import precision_name
 
 UPCYCLE_PARTS = ('zoom_in', 'zoom_out', 'consistency')
 
@@ -131,8 +132,7 @@ def _step_peak(args: tuple) -> float:
 
 
 def _path_name(dtype: torch.dtype | None, channels_last: bool) -> str:
-    name = {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]
-    return name + (' + channels_last' if channels_last else '')
+    return precision_name(dtype) + (' + channels_last' if channels_last else '')
 
 
 def measure(kd_opt: dict[str, Any], device: str, runs: int, batch: int | None = None, patch: int | None = None,

@@ -152,6 +152,11 @@ def native_bf16(device: torch.device) -> bool:
     return any(probe() for probe in probes if probe is not None)
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``'fp32'``, ``'bf16'`` or ``'fp16'`` for a teacher autocast dtype (None: fp32)."""
+    return {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]
+
+
 def teacher_dtype(teacher_opt: dict[str, Any], device: torch.device) -> torch.dtype | None:
     """Autocast dtype of the teacher's forward from ``train.teacher.autocast`` (None: fp32). ``auto`` is bf16
     where ``device`` computes it in hardware (:func:`native_bf16`), fp16 on a CUDA device without bf16, and

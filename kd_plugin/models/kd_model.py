@@ -20,7 +20,7 @@ from kd_plugin.distill.upcycling import LOSS_NAMES as UPCYCLE_LOGS
 from kd_plugin.distill.upcycling import augment, iteration_rng, undo, zoom_in_tiles, zoom_out
 from kd_plugin.distill.wiring import wire
 from kd_plugin.losses.criteria import OUTPUT_CRITERIA, get_criterion
-from kd_plugin.models.kd_config import KD_LOSS_LOGS, KDConfig, native_bf16, probe_input
+from kd_plugin.models.kd_config import KD_LOSS_LOGS, KDConfig, native_bf16, precision_name, probe_input
 
 ADAPTER_LABEL = 'net_adapters'
 
@@ -325,10 +325,10 @@ class KDModel(SRModel):
 def log_teacher_precision(teacher_opt: dict, dtype: torch.dtype | None, device: torch.device) -> None:
     """Log the precision the teacher's forward runs in, and warn when bf16 was asked for on a device that only
     emulates it (slower than fp32 there)."""
-    name = {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]
     logger = get_root_logger()
-    logger.info(f'Teacher forward in {name} (train.teacher.autocast: {teacher_opt.get("autocast")}) on {device}.')
-    if dtype == torch.bfloat16 and teacher_opt.get('autocast') != 'auto' and not native_bf16(device):
+    logger.info(f'Teacher forward in {precision_name(dtype)} (train.teacher.autocast: {teacher_opt.get("autocast")}) '
+                f'on {device}.')
+    if dtype == torch.bfloat16 and not native_bf16(device):  # `auto` never picks bf16 there
         logger.warning(f'train.teacher.autocast: bf16 on {device}, which has no native bf16 (no AVX-512 BF16 or AMX '
                        'on a CPU): torch emulates it and the teacher runs slower than in fp32 (0.14x for EDSR 64x16 '
                        'on an AVX2 CPU). Fix: autocast: auto (bf16 where the hardware has it, else fp32)')
