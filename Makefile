@@ -56,8 +56,11 @@ ablation-gpu-short: data
 lint: setup
 	$(BIN)/ruff check kd_plugin tests setup.py
 
+# Two pytest-xdist workers, whole test files to each: most tests wait on a one-thread subprocess (train.py,
+# torchrun, the CLIs), so one pytest process kept one of two cores busy.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The one prepared command for a lent GPU (kd_plugin/cli/gpu_check.py): results in results/gpu_check/.
 gpu-check: setup

@@ -26,7 +26,7 @@ setup(
         'setuptools>=68',
     ],
     extras_require={
-        'test': ['pytest>=8,<10', 'ruff>=0.6'],
+        'test': ['pytest>=8,<10', 'pytest-xdist>=3.5,<4', 'ruff>=0.6'],
         # python -m kd_plugin.cli.export, ONNX models in kd_plugin.infer, the benchmark's onnxruntime column
         'export': ['onnx>=1.16,<2', 'onnxruntime>=1.18,<2', 'onnxscript>=0.2,<1'],
     },

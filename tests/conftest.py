@@ -9,7 +9,13 @@ from os import path as osp
 import cv2
 import pytest
 
-from tests.helpers import ROOT
+# `make test` runs the suite in pytest-xdist workers; torch's default of one thread per core in each would
+# oversubscribe the machine, so each worker computes on its share of the cores (set before torch is imported).
+_WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+if _WORKERS > 1:
+    os.environ.setdefault('OMP_NUM_THREADS', str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
+
+from tests.helpers import ROOT  # noqa: E402  (imports torch)
 
 
 @pytest.fixture(scope='session')

@@ -225,8 +225,8 @@ def test_equal_time_record_is_tied_to_the_recipe_and_retimed_when_it_changes(tea
                                                                              monkeypatch):
     timed = []
 
-    def fake_measure(recipe):
-        timed.append(recipe['train']['total_iter'])
+    def fake_measure(recipe, block):
+        timed.append(block)
         return {'recipe_sha256': equal_time.recipe_digest(recipe), 'ratio': 1.5 + len(timed),
                 'student_iteration_s': 0.25}
 
@@ -240,6 +240,23 @@ def test_equal_time_record_is_tied_to_the_recipe_and_retimed_when_it_changes(tea
     assert json.load(open(record))['recipe_sha256'] == equal_time.recipe_digest(recipe)
     # time the recipe spends outside its steps (its labels: 30 s) buys the student alone 30 / 0.25 iterations
     assert equal_time.equal_time_iterations(recipe, 100, record, extra_seconds=30) == 350 + 120 and len(timed) == 2
+    assert timed == [equal_time.BLOCK] * 2  # a 100-iteration recipe: full blocks
+
+
+def test_a_trial_run_is_timed_in_blocks_of_its_own_length(teacher, tiny_pairs, tmp_path, monkeypatch):
+    """A 4-iteration recipe is timed in blocks of 4 iterations (not 40): a 1.5x ratio off by 10 % would
+    move its baseline by 0.6 of an iteration."""
+    timed = []
+
+    def fake_seconds(opts, blocks=5, block=equal_time.BLOCK, skip=None):
+        timed.append((sorted(opts), blocks, block))
+        return {'recipe': 0.3, 'student': 0.2}
+
+    monkeypatch.setattr(equal_time, 'iteration_seconds', fake_seconds)
+    recipe = kd_options('abl', tiny_pairs, teacher, total_iter=4)
+    record = str(tmp_path / 'equal_time.json')
+    assert equal_time.equal_time_iterations(recipe, 4, record) == 6
+    assert timed == [(['recipe', 'student'], 5, 4)] and json.load(open(record))['block'] == 4
 
 
 def test_a_schedule_shorter_than_the_timing_is_stretched_for_it(teacher, tiny_pairs):

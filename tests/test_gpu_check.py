@@ -27,8 +27,9 @@ def test_smoke_run_writes_every_section_and_leaves_no_experiment(tmp_path):
     assert text.startswith('# gpu_check (smoke, CPU)') and '| ECBSR (M4C16) |' in text
     assert '## Teacher labels' in text
     assert (tmp_path / 'kd_training.log').is_file()
+    # only its own runs: tests in other pytest workers add their pytest_* experiments meanwhile
     after = set(os.listdir(os.path.join(ROOT, 'experiments')))
-    assert after == before
+    assert not [name for name in after - before if name.startswith('gpu_check')]
 
 
 def test_without_cuda_and_without_smoke_it_explains_in_one_line(tmp_path):

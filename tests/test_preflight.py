@@ -14,7 +14,8 @@ from tests.helpers import TINY_SWINIR, experiment, fails_cleanly, sr_options, tr
 def test_missing_dataset_folder(tiny_pairs, exp_name, tmp_path):
     opt = sr_options(exp_name, tiny_pairs)
     opt['datasets']['train']['dataroot_gt'] = str(tmp_path / 'no_such_dir')
-    fails_cleanly(opt, tmp_path, 'datasets.train.dataroot_gt', 'does not exist', 'Fix:')
+    # through the script itself: the exit status and stderr a user sees (the other rows run in this process)
+    fails_cleanly(opt, tmp_path, 'datasets.train.dataroot_gt', 'does not exist', 'Fix:', as_script=True)
 
 
 def test_lmdb_with_different_lr_and_hr_keys(tiny_pairs, exp_name, tmp_path):

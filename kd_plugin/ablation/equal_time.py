@@ -11,6 +11,9 @@ that is busier during one block than another does not bias the ratio; the first 
 block, which read batches the loader prefetched while the other run was timed, are not counted.
 Blocks are 40 iterations long: with 10, a loading-bound cached-label recipe (EDSR pair on T91 + BSD400,
 one loader worker) was timed at 1.04-1.14x the student where its training runs took 1.02x; with 40, 1.03x.
+A recipe of fewer than 40 iterations (a trial run) is timed in blocks of its own length: the baseline's
+iterations are the recipe's times the ratio, so a coarser ratio moves them by a fraction of one iteration,
+and a trial run is not held up by minutes of timing.
 """
 import copy
 import hashlib
@@ -32,6 +35,9 @@ from kd_plugin.ablation.variants import variant_options
 from kd_plugin.device import pick_device
 from kd_plugin.heap import steady_heap
 from kd_plugin.runs import dataset_from_project_root, from_project_root, with_total_iter
+
+#: timed iterations per block of a recipe of at least this many iterations
+BLOCK = 40
 
 
 def recipe_digest(recipe: dict[str, Any]) -> str:
@@ -86,7 +92,7 @@ class _Run:
         self.model.optimize_parameters(self.iteration)
 
 
-def iteration_seconds(opts: dict[str, dict[str, Any]], blocks: int = 5, block: int = 40,
+def iteration_seconds(opts: dict[str, dict[str, Any]], blocks: int = 5, block: int = BLOCK,
                       skip: int | None = None) -> dict[str, float]:
     """Seconds per whole training iteration of each run in ``opts`` (``{label: run options}``), the median
     over ``blocks`` rounds; each round times ``block`` consecutive iterations of every run in turn after
@@ -114,11 +120,13 @@ def iteration_seconds(opts: dict[str, dict[str, Any]], blocks: int = 5, block: i
     return {label: statistics.median(values) for label, values in times.items()}
 
 
-def measure_ratio(recipe: dict[str, Any]) -> dict[str, Any]:
-    """The record :func:`equal_time_iterations` keeps: both runs' seconds per iteration and their ratio."""
+def measure_ratio(recipe: dict[str, Any], block: int = BLOCK) -> dict[str, Any]:
+    """The record :func:`equal_time_iterations` keeps: both runs' seconds per iteration (timed in blocks of
+    ``block`` iterations) and their ratio."""
     seconds = iteration_seconds({'recipe': variant_options(recipe, 'recipe', recipe.get('manual_seed') or 0),
-                                 'student': variant_options(recipe, 'no_kd', recipe.get('manual_seed') or 0)})
-    return {'recipe_sha256': recipe_digest(recipe), 'recipe_iteration_s': seconds['recipe'],
+                                 'student': variant_options(recipe, 'no_kd', recipe.get('manual_seed') or 0)},
+                                block=block)
+    return {'recipe_sha256': recipe_digest(recipe), 'block': block, 'recipe_iteration_s': seconds['recipe'],
             'student_iteration_s': seconds['student'], 'ratio': seconds['recipe'] / seconds['student'],
             'measured': 'whole training iterations (data loading, feed_data, scheduler, optimizer step), '
                         'timed block by block in turn in one process', 'threads': torch.get_num_threads()}
@@ -136,7 +144,7 @@ def equal_time_iterations(recipe: dict[str, Any], total_iter: int, record: str, 
         with open(record) as f:
             saved = json.load(f)
     if not saved or saved.get('recipe_sha256') != recipe_digest(recipe):
-        saved = measure_ratio(recipe)
+        saved = measure_ratio(recipe, block=min(BLOCK, total_iter))
         os.makedirs(osp.dirname(osp.abspath(record)), exist_ok=True)
         with open(record, 'w') as f:
             json.dump(saved, f, indent=1)
