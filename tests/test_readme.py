@@ -68,10 +68,9 @@ for module in sys.argv[1:]:
 def test_readme_modules_start():
     result = run([sys.executable, '-c', _START_EACH, *MODULES])
     assert result.returncode == 0, result.stderr[-2000:]
-    outputs = dict(part.split('\n', 1) for part in result.stdout.split('=== ')[1:] if not part.startswith('exit'))
-    exits = re.findall(r'=== exit (\S+)', result.stdout)
-    assert list(outputs) == MODULES and len(exits) == len(MODULES), result.stdout[-2000:]
-    for (module, output), status in zip(outputs.items(), exits):
+    started = re.findall(r'=== (\S+)\n(.*?)=== exit (\S+)', result.stdout, re.S)  # (module, output, status)
+    assert [module for module, _, _ in started] == MODULES, result.stdout[-2000:]
+    for module, output, status in started:
         assert status == '0' and 'usage:' in output, f'{module}: exit {status}\n{output[-1000:]}'
 
 
