@@ -29,6 +29,9 @@ def test_kd_overhead_measures_every_path_and_reports_ratios():
     assert abs(extra - (row['up_zoom_in'] - row['kd']) * 1e3) < 0.06
     cached = float(re.search(r'cached teacher labels .* \| [0-9.]+ \| \*\*([0-9.]+)x the student step', text).group(1))
     assert abs(cached - row['cached'] / row['student']) < 6e-3
+    assert f'| | {row["student_peak_mib"]:.0f} | {row["teacher_peak_mib"]:.0f} |' in text
+    without = kd_overhead.report({k: v for k, v in row.items() if not k.endswith('_peak_mib')}, 'tiny')
+    assert without.endswith('Peak memory: not measured.') and '| peak memory' not in without
 
 
 def test_kd_overhead_options_keep_the_files_losses_and_drop_only_forward_adaptation():
