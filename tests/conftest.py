@@ -15,7 +15,18 @@ _WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
 if _WORKERS > 1:
     os.environ.setdefault('OMP_NUM_THREADS', str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
 
-from tests.helpers import ROOT  # noqa: E402  (imports torch)
+import torch  # noqa: E402
+
+from tests.helpers import ROOT  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _worker_threads():
+    """A test that runs a tool in this process may set torch's thread count (the cost tools do); the
+    tests after it in the same worker get the worker's share back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')

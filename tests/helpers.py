@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from os import path as osp
 
 import pytest
@@ -129,22 +130,44 @@ def tiny_model(folder, name, arch: dict, scale: int = 2, seed: int = 0) -> str:
     return path
 
 
+@contextlib.contextmanager
+def _as_a_tool(argv: list[str], stdout: io.StringIO, stderr: io.StringIO) -> Iterator[None]:
+    """``sys.argv``, the working directory (the project root) and the standard streams as a tool started from
+    the command line would have them, restored afterwards."""
+    saved_argv, cwd = sys.argv, os.getcwd()
+    sys.argv = argv
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            yield
+    finally:
+        sys.argv = saved_argv
+        os.chdir(cwd)
+
+
+def tool_in_process(main: Callable[[list[str]], int], *args: str) -> subprocess.CompletedProcess:
+    """A tool's ``main(argv)`` (``kd_plugin.cli.<tool>.main``) run in this process from the project root, its
+    output captured; the status is what ``python -m kd_plugin.cli.<tool>`` exits with (``main``'s return, or
+    argparse's exit code). It saves the ~10 s start-up (torch, torchvision, BasicSR) of a fresh interpreter;
+    tests that need the real process (a signal, an environment, the exit path itself) use :func:`run`."""
+    out, err = io.StringIO(), io.StringIO()
+    with _as_a_tool([main.__module__, *args], out, err):
+        try:
+            status = main(list(args))
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return subprocess.CompletedProcess([main.__module__, *args], status, out.getvalue(), err.getvalue())
+
+
 def train_in_process(opt_path: str) -> tuple[int, str]:
     """``kd_plugin/cli/train.py -opt opt_path`` run in this process, from the project root, as the script
     runs it (:func:`kd_plugin.pipeline.run_pipeline`); returns its status and what it wrote to stderr. For
-    runs that must stop at their option checks: it saves the ~10 s start-up (torch, torchvision, BasicSR)
-    of a fresh interpreter."""
+    runs that must stop at their option checks."""
     from kd_plugin.pipeline import run_pipeline
 
-    argv, cwd, err = sys.argv, os.getcwd(), io.StringIO()
-    sys.argv = [TRAIN_SCRIPT, '-opt', opt_path]
-    os.chdir(ROOT)
-    try:
-        with contextlib.redirect_stderr(err):
-            status = run_pipeline('train', ROOT)
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
+    err = io.StringIO()
+    with _as_a_tool([TRAIN_SCRIPT, '-opt', opt_path], io.StringIO(), err):
+        status = run_pipeline('train', ROOT)
     return status, err.getvalue()
 
 

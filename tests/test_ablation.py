@@ -11,8 +11,9 @@ import yaml
 from kd_plugin.ablation import equal_time, runner, variants
 from kd_plugin.ablation.seed_stats import mean_std, paired_delta
 from kd_plugin.checkpoint_io import sha256
+from kd_plugin.cli import ablation as ablation_cli
 from kd_plugin.models.kd_config import KD_INGREDIENTS
-from tests.helpers import ROOT, run, shared_data, write_options
+from tests.helpers import ROOT, run, shared_data, tool_in_process, write_options
 from tests.kd_fixtures import kd_options
 
 
@@ -100,7 +101,7 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
     assert (f'{cell["mean"]:.2f} ± {cell["std"]:.2f} ({cell["delta"]["text"]}; equal time '
             f'{cell["delta_equal_time"]["text"]})') in table
 
-    again = run(cmd, timeout=900)
+    again = tool_in_process(ablation_cli.main, *cmd[3:])  # in this process: one start-up less
     assert again.returncode == 0 and again.stdout.count('finished earlier, skipped') == 6
     assert json.load(open(out / 'ablation.json'))['rows'] == result['rows']
 
@@ -113,7 +114,7 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
 def test_bad_ablation_arguments_are_refused_before_any_training(teacher, tiny_pairs, exp_name, tmp_path, extra,
                                                                  needle):
     opt_path = write_options(str(tmp_path), kd_options(exp_name, tiny_pairs, teacher, total_iter=2))
-    result = run([sys.executable, '-m', 'kd_plugin.cli.ablation', '-opt', opt_path, *extra])
+    result = tool_in_process(ablation_cli.main, '-opt', opt_path, *extra)
     assert result.returncode == 2 and needle in result.stderr, result.stderr[-2000:]
     assert not [d for d in os.listdir(osp.join(ROOT, 'experiments')) if d.startswith(exp_name)]
 

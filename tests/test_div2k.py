@@ -2,7 +2,6 @@
 options file through the pre-run checks on its output."""
 import glob
 import os
-import sys
 from copy import deepcopy
 from os import path as osp
 
@@ -13,9 +12,10 @@ import torch
 import yaml
 
 from kd_plugin.archs.build import build_network
+from kd_plugin.cli import prepare
 from kd_plugin.data.matlab_bicubic import bicubic_downscale
 from kd_plugin.preflight import check_options
-from tests.helpers import ROOT, run, shared_data
+from tests.helpers import ROOT, shared_data, tool_in_process
 
 DIV2K_OPTIONS = sorted(glob.glob(osp.join(ROOT, 'options', 'train', '*', '*_DIV2K_x*.yml')))
 
@@ -35,8 +35,7 @@ def mini_div2k(tmp_path_factory) -> str:
         for s in (2, 4):
             (root / 'DIV2K_train_LR_bicubic' / f'X{s}').mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(root / 'DIV2K_train_LR_bicubic' / f'X{s}' / f'{i:04d}x{s}.png'), bicubic_downscale(img, s))
-    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', str(root), '--scales', '2', '4',
-                  '--lmdb'])
+    result = tool_in_process(prepare.main, 'div2k', '--root', str(root), '--scales', '2', '4', '--lmdb')
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'x2: 8 sub-image pairs, x4: 8 sub-image pairs' in result.stdout
     return str(root)
@@ -61,8 +60,7 @@ def test_prepare_div2k_writes_basicsr_names_sizes_and_lmdbs(mini_div2k):
 def test_prepare_div2k_resumes_and_never_overwrites(mini_div2k, tmp_path):
     hr_sub = osp.join(mini_div2k, 'DIV2K_train_HR_sub')
     stamp = {n: os.path.getmtime(osp.join(hr_sub, n)) for n in os.listdir(hr_sub)}
-    again = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', mini_div2k, '--scales', '2', '4',
-                 '--lmdb'])
+    again = tool_in_process(prepare.main, 'div2k', '--root', mini_div2k, '--scales', '2', '4', '--lmdb')
     assert again.returncode == 0
     assert {n: os.path.getmtime(osp.join(hr_sub, n)) for n in os.listdir(hr_sub)} == stamp
 
@@ -75,13 +73,13 @@ def test_prepare_div2k_resumes_and_never_overwrites(mini_div2k, tmp_path):
     (x4.parent / '.X4_sub.complete').unlink()
     (x4 / '0002_s003.png').unlink()
     kept = os.path.getmtime(x4 / '0001_s001.png')
-    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', str(copy), '--scales', '4'])
+    result = tool_in_process(prepare.main, 'div2k', '--root', str(copy), '--scales', '4')
     assert result.returncode == 0, result.stderr[-2000:]
     assert (x4 / '0002_s003.png').is_file() and os.path.getmtime(x4 / '0001_s001.png') == kept
 
 
 def test_missing_or_unpaired_div2k_folders_are_named(mini_div2k, tmp_path):
-    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', str(tmp_path), '--scales', '4'])
+    result = tool_in_process(prepare.main, 'div2k', '--root', str(tmp_path), '--scales', '4')
     assert result.returncode == 2 and f'{tmp_path}/DIV2K_train_HR does not exist' in result.stderr
     import shutil
 
@@ -90,7 +88,7 @@ def test_missing_or_unpaired_div2k_folders_are_named(mini_div2k, tmp_path):
     (copy / 'DIV2K_train_LR_bicubic' / 'X4').mkdir(parents=True)
     shutil.copy(osp.join(mini_div2k, 'DIV2K_train_LR_bicubic', 'X4', '0001x4.png'), copy / 'DIV2K_train_LR_bicubic' /
                 'X4')
-    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'div2k', '--root', str(copy), '--scales', '4'])
+    result = tool_in_process(prepare.main, 'div2k', '--root', str(copy), '--scales', '4')
     assert result.returncode == 2 and 'do not pair up (only in HR: [\'0002_s001.png\'' in result.stderr
 
 

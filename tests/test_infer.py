@@ -9,8 +9,9 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
+from kd_plugin.cli import infer
 from kd_plugin.inference import upscale_tensor
-from tests.helpers import run
+from tests.helpers import run, tool_in_process
 
 EDSR = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 2}
 
@@ -49,8 +50,8 @@ def test_infer_keeps_depth_and_layout_and_never_overwrites_inputs(tmp_path):
     (images / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\nnot really')
     (images / 'rgb8_x2.png').write_bytes(cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes())
     before = {p.name: p.read_bytes() for p in images.iterdir()}
-    result = run([sys.executable, '-m', 'kd_plugin.cli.infer', '--model', opt, '--input', str(images),
-                  '--output', str(images), '--tile', '8', '--tile-overlap', '6'])
+    result = tool_in_process(infer.main, '--model', opt, '--input', str(images), '--output', str(images), '--tile', '8',
+                             '--tile-overlap', '6')
     assert result.returncode == 1
     assert "cannot read" in result.stderr and 'broken.png' in result.stderr
     assert 'rgb8_x2.png is one of the inputs; not overwritten' in result.stderr
@@ -62,11 +63,10 @@ def test_infer_keeps_depth_and_layout_and_never_overwrites_inputs(tmp_path):
     assert rgba.dtype == np.uint8 and rgba.shape == (40, 48, 4)
 
     out = tmp_path / 'out'
-    ok = run([sys.executable, '-m', 'kd_plugin.cli.infer', '--model', opt, '--input', str(images / 'rgb8.png'),
-              '--output', str(out)])
+    ok = tool_in_process(infer.main, '--model', opt, '--input', str(images / 'rgb8.png'), '--output', str(out))
     assert ok.returncode == 0, ok.stderr
     assert cv2.imread(str(out / 'rgb8_x2.png')).shape == (40, 48, 3)
     missing = run([sys.executable, '-m', 'kd_plugin.cli.infer', '--model', opt + '@nope.pth', '--input',
-                   str(images), '--output', str(out)])
+                   str(images), '--output', str(out)])  # as the command: its real exit status
     assert missing.returncode == 2 and "error: infer: --model: model edsr checkpoint: 'nope.pth' does not exist" in \
         missing.stderr

@@ -10,13 +10,17 @@ import pytest
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
+from kd_plugin.cli import prepare as prepare_cli
 from kd_plugin.data.image_io import read_image
 from kd_plugin.data.matlab_bicubic import bicubic_downscale
-from tests.helpers import run, shared_data
+from tests.helpers import run, shared_data, tool_in_process
 
 
-def prepare(*args: str):
-    return run([sys.executable, '-m', 'kd_plugin.cli.prepare', *args])
+def prepare(*args: str, as_script: bool = False):
+    """``python -m kd_plugin.cli.prepare *args``: in this process, or as that command with ``as_script``."""
+    if as_script:
+        return run([sys.executable, '-m', 'kd_plugin.cli.prepare', *args])
+    return tool_in_process(prepare_cli.main, *args)
 
 
 def _noise(h, w, seed=0):
@@ -157,8 +161,7 @@ def test_split_holds_out_pairs_reproducibly_and_never_overwrites(tmp_path):
         for i in range(6):
             cv2.imwrite(str(src / kind / f'im{i}.png'), np.full((8, 8, 3), i * 10, np.uint8))
     out = tmp_path / 'split'
-    result = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'split', '--input', str(src), '--output', str(out),
-                  '--holdout', '2', '--seed', '3'])
+    result = prepare('split', '--input', str(src), '--output', str(out), '--holdout', '2', '--seed', '3')
     assert result.returncode == 0, result.stderr
     val = sorted(os.listdir(out / 'val' / 'HR'))
     train = sorted(os.listdir(out / 'train' / 'HR'))
@@ -167,11 +170,10 @@ def test_split_holds_out_pairs_reproducibly_and_never_overwrites(tmp_path):
     from kd_plugin.data.holdout import split_pairs
 
     assert split_pairs(str(src), str(tmp_path / 'again'), 2, seed=3)['val'] == val  # same seed, same split
-    again = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'split', '--input', str(src), '--output', str(out)])
+    again = prepare('split', '--input', str(src), '--output', str(out))
     assert again.returncode == 2 and f'error: prepare: {out} exists' in again.stderr
     (src / 'LR' / 'im0.png').unlink()
-    bad = run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'split', '--input', str(src), '--output',
-               str(tmp_path / 'x')])
+    bad = prepare('split', '--input', str(src), '--output', str(tmp_path / 'x'), as_script=True)  # the real exit
     assert bad.returncode == 2 and "only in HR: ['im0.png']" in bad.stderr
 
 

@@ -3,7 +3,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from os import path as osp
 
 import cv2
@@ -14,14 +13,14 @@ from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 
+from kd_plugin.cli import prepare
 from kd_plugin.distill.teacher_labels import label, self_ensemble, tiled
-from tests.helpers import experiment, fails_cleanly, run, torchrun_train, train, train_log, write_options
+from tests.helpers import experiment, fails_cleanly, tool_in_process, torchrun_train, train, train_log, write_options
 from tests.kd_fixtures import TINY_TEACHER, all_losses, kd_model_options, kd_options, save_teacher
 
 
 def build_labels(opt_path: str, output: str, *extra: str):
-    return run([sys.executable, '-m', 'kd_plugin.cli.prepare', 'teacher-labels', '-opt', opt_path, '--output', output,
-                *extra], timeout=300)
+    return tool_in_process(prepare.main, 'teacher-labels', '-opt', opt_path, '--output', output, *extra)
 
 
 def cached_options(name: str, data: str, teacher: str, labels: str, backend: str = 'disk',

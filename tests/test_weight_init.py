@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from kd_plugin.archs.build import build_network
 from kd_plugin.model_loading import load_model, parse_model
-from tests.helpers import ROOT, experiment, sr_options, train, train_log, write_options
+from tests.helpers import ROOT, experiment, sr_options, train, train_in_process, train_log, write_options
 
 SRVGG = {'type': 'SRVGGNetCompact', 'num_feat': 64, 'num_conv': 16, 'upscale': 4}
 SRVGG_INIT = [{'a': 0.25}, {'modules': ['body.34'], 'a': 0.25, 'scale': 0.1}]
@@ -78,9 +78,8 @@ def test_pipeline_initialises_before_training_and_a_pretrained_checkpoint_replac
 def test_bad_init_weights_stops_before_anything_is_written(tiny_pairs, exp_name, tmp_path, init, message):
     opt = sr_options(exp_name, tiny_pairs)
     opt['network_g']['init_weights'] = init
-    done = train(write_options(str(tmp_path), opt))
-    assert done.returncode == 2
-    assert message in done.stderr
+    status, stderr = train_in_process(write_options(str(tmp_path), opt))
+    assert status == 2 and message in stderr and 'Traceback' not in stderr
     assert not osp.exists(experiment(exp_name))
     assert not [d for d in os.listdir(osp.join(ROOT, 'experiments')) if d.startswith(exp_name)]
 
