@@ -66,9 +66,8 @@ def test_seed_statistics_match_a_hand_computation():
 def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teacher, tiny_pairs, exp_name, tmp_path):
     opt_path = write_options(str(tmp_path), kd_options(exp_name, tiny_pairs, teacher, total_iter=4))
     out = tmp_path / 'out'
-    cmd = [sys.executable, '-m', 'kd_plugin.cli.ablation', '-opt', opt_path, '--sets', shared_data('Set5'),
-           '--seeds', '0', '1', '--output', str(out)]
-    first = run(cmd, timeout=900)
+    args = ['-opt', opt_path, '--sets', shared_data('Set5'), '--seeds', '0', '1', '--output', str(out)]
+    first = run([sys.executable, '-m', 'kd_plugin.cli.ablation', *args], timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.load(open(out / 'ablation.json'))
     rows = {r['run']: r for r in result['rows']}
@@ -101,7 +100,7 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
     assert (f'{cell["mean"]:.2f} ± {cell["std"]:.2f} ({cell["delta"]["text"]}; equal time '
             f'{cell["delta_equal_time"]["text"]})') in table
 
-    again = tool_in_process(ablation_cli.main, *cmd[3:])  # in this process: one start-up less
+    again = tool_in_process(ablation_cli.main, *args)  # in this process: one start-up less
     assert again.returncode == 0 and again.stdout.count('finished earlier, skipped') == 6
     assert json.load(open(out / 'ablation.json'))['rows'] == result['rows']
 

@@ -33,8 +33,8 @@ def test_every_shipped_checkpoint_is_listed_with_its_sha256():
 
 
 def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
-    cmd = [sys.executable, '-m', 'kd_plugin.cli.demo', '--total-iter', '4', '--tag', exp_name]
-    first = run(cmd, timeout=900)
+    args = ['--total-iter', '4', '--tag', exp_name]
+    first = run([sys.executable, '-m', 'kd_plugin.cli.demo', *args], timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     out = osp.join(ROOT, 'results', exp_name)
     results = json.load(open(osp.join(out, 'results.json')))
@@ -59,7 +59,7 @@ def test_demo_end_to_end_and_a_second_run_archives_the_first(exp_name):
     assert f'side-by-side crops: {osp.join(out, "side_by_side.png")}' in first.stdout
     assert 'Teacher on photos_val (computed once)' in first.stdout  # BasicSR's log lines are shown
 
-    second = tool_in_process(demo.main, *cmd[3:], '--no-baseline')  # in this process: one start-up less
+    second = tool_in_process(demo.main, *args, '--no-baseline')  # in this process: one start-up less
     assert second.returncode == 0, second.stderr[-3000:]
     assert 's, counted below)' in second.stdout and 'built earlier in' in second.stdout  # labels reused
     archived = [d for d in os.listdir(osp.join(ROOT, 'results')) if d.startswith(f'{exp_name}_archived_')]
