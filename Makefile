@@ -38,11 +38,12 @@ data: setup
 	mkdir -p datasets; for s in Set5 Set14 BSD100; do ln -sfn ../../shared/data/$$s datasets/$$s; done
 
 # Cached whole-image teacher labels (x8 self-ensemble, fp32) of the shipped teachers, for the
-# options/train/KD/*_labels.yml recipes: on T91 about 0.5-1.5 min each on 2 CPU cores, on T91 + BSD400 several
+# options/train/KD/*_labels.yml recipes: on T91 about 0.5-2 min each on 2 CPU cores, on T91 + BSD400 several
 # minutes each (the README gives the measured times).
 labels: data
 	test -d datasets/T91/X4/labels_HDRNet_T91_BSD400_x4_6k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4_labels.yml --fp32 --npy
 	test -d datasets/T91/X4/labels_EDSR_64x16_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_x4_labels.yml --fp32 --npy
+	test -d datasets/T91/X4/labels_EDSR_64x16_T91_BSD400_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_T91_BSD400_to_EDSR_32x4_T91_x4_labels.yml --fp32 --npy
 	test -d datasets/T91_BSD400/X4/labels_HDRNet_T91_BSD400_x4_6k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_BSD400_x4_labels.yml --fp32 --npy
 	test -d datasets/T91_BSD400/X4/labels_EDSR_64x16_T91_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_T91_to_EDSR_32x4_T91_BSD400_x4_labels.yml --fp32 --npy
 	test -d datasets/T91_BSD400/X4/labels_EDSR_64x16_T91_BSD400_x4_12k_x8.npy || $(BIN)/python -m kd_plugin.cli.prepare teacher-labels -opt options/train/KD/train_KD_EDSR_64x16_to_EDSR_32x4_T91_BSD400_x4_labels.yml --fp32 --npy
