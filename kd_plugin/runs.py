@@ -5,7 +5,9 @@ the one YAML loader for options files, shortened runs (one schedule rule for the
 and the GPU check) and starting ``kd_plugin/cli/train.py`` in a subprocess from the project root, plain
 or under ``torchrun`` on a free port.
 """
+import datetime
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -118,3 +120,39 @@ def launch_train(opt_path: str, *extra: str, on_line: Callable[[str], None] | No
         for line in proc.stdout:
             on_line(line)
         return proc.wait(), time.time() - start
+
+
+_STAMP = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ')
+
+
+#: Log lines that end a validation pass (BasicSR's metric report; KDModel's teacher score on the set).
+_VALIDATION_ENDS = ('INFO: Validation ', 'INFO: Teacher on ')
+
+
+def training_seconds(name: str) -> float:
+    """Measured wall time of a finished run's training loop, from BasicSR's log timestamps: from "Start
+    training" to the last line of each log file (a resumed run adds up its parts), less the validation
+    passes (each from the line before to the line that reports it). Start-up before the loop is not in
+    it; data loading, checkpoint writes and everything else the loop does are."""
+    total = 0.0
+    folder = experiment_dir(name)
+    for log in sorted(f for f in os.listdir(folder) if f.startswith('train_') and f.endswith('.log')):
+        start = last = None
+        validating = 0.0
+        with open(osp.join(folder, log)) as f:
+            for line in f:
+                found = _STAMP.match(line)
+                if not found:
+                    continue
+                stamp = datetime.datetime.strptime(found.group(1), '%Y-%m-%d %H:%M:%S,%f')
+                if start is None:
+                    if 'Start training from epoch' in line:
+                        start = stamp
+                elif any(end in line for end in _VALIDATION_ENDS):
+                    validating += (stamp - last).total_seconds()
+                last = stamp
+        if start is not None:
+            total += (last - start).total_seconds() - validating
+    if not total:
+        raise RuntimeError(f'no training time in the logs of experiments/{name}')
+    return total

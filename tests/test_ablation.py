@@ -13,6 +13,7 @@ from kd_plugin.ablation.seed_stats import mean_std, paired_delta
 from kd_plugin.checkpoint_io import sha256
 from kd_plugin.cli import ablation as ablation_cli
 from kd_plugin.models.kd_config import KD_INGREDIENTS
+from kd_plugin.runs import training_seconds
 from tests.helpers import ROOT, run, shared_data, tool_in_process, write_options
 from tests.kd_fixtures import kd_options
 
@@ -77,14 +78,20 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
         for seed in (0, 1):
             name = f'{exp_name}_ablation_{v}_s{seed}'
             assert osp.isfile(osp.join(ROOT, 'experiments', name, 'models', 'net_g_latest.pth'))
-    # the equal-time student ran the iterations that fit in the recipe's training time: the step costs
-    # were timed round-robin once and recorded, so every seed (and every rerun) uses the same count
+    # the equal-time student of each seed ran the iterations that fit in that seed's recipe run's measured
+    # training time, at the student's cost per iteration timed round-robin once and recorded
     assert rows['recipe']['iterations'] == [4]
     record = json.load(open(out / 'equal_time.json'))
     assert record['ratio'] == pytest.approx(record['recipe_iteration_s'] / record['student_iteration_s'])
     assert record['ratio'] > 1 and record['recipe_sha256'] == equal_time.recipe_digest(
         runner.with_overrides(yaml.safe_load(open(opt_path)), None, None))
-    assert rows['no_kd_equal_time']['iterations'] == [round(4 * record['ratio'])]
+    fits = {max(round(training_seconds(f'{exp_name}_ablation_recipe_s{seed}') / record['student_iteration_s']), 1)
+            for seed in (0, 1)}
+    assert rows['no_kd_equal_time']['iterations'] == sorted(fits)
+    order = [line.split(' (')[0].split('[ablation] training ')[-1] for line in first.stdout.splitlines()
+             if '[ablation] training ' in line]
+    assert order == [f'{exp_name}_ablation_{v}_s{seed}' for seed in (0, 1)
+                     for v in ('no_kd', 'recipe', 'no_kd_equal_time')]  # each seed's recipe before its baseline
     for v in ('no_kd', 'recipe', 'no_kd_equal_time'):  # each run's measured training time is in the table
         assert rows[v]['minutes'] > 0 and set(rows[v]['minutes_per_seed']) == {'0', '1'}
     cell = rows['recipe']['Set5_psnr']
@@ -109,6 +116,9 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
     (['--seeds', '0', '1', '0'], 'error: ablation: --seeds 0 1 0: a seed is repeated'),
     (['--variants', 'init_only'],
      'error: ablation: --variants: init_only do(es) not apply to this recipe; choose from no_kd'),
+    (['--variants', 'no_kd', 'no_kd_equal_time'],
+     'error: ablation: --variants: no_kd_equal_time trains for the measured time of the recipe run of the same '
+     'seed; add recipe'),
 ])
 def test_bad_ablation_arguments_are_refused_before_any_training(teacher, tiny_pairs, exp_name, tmp_path, extra,
                                                                  needle):
@@ -227,25 +237,25 @@ def test_equal_time_record_is_tied_to_the_recipe_and_retimed_when_it_changes(tea
 
     def fake_measure(recipe, block):
         timed.append(block)
-        return {'recipe_sha256': equal_time.recipe_digest(recipe), 'ratio': 1.5 + len(timed),
-                'student_iteration_s': 0.25}
+        return {'recipe_sha256': equal_time.recipe_digest(recipe), 'ratio': 1.5,
+                'student_iteration_s': 0.2 + 0.05 * len(timed)}
 
     monkeypatch.setattr(equal_time, 'measure_ratio', fake_measure)
     record = str(tmp_path / 'equal_time.json')
     recipe = kd_options('abl', tiny_pairs, teacher, total_iter=4)
-    assert equal_time.equal_time_iterations(recipe, 100, record) == 250 and len(timed) == 1
-    assert equal_time.equal_time_iterations(recipe, 100, record) == 250 and len(timed) == 1  # reused
+    # 100 s of the recipe's measured time buy the student alone 100 / 0.25 iterations
+    assert equal_time.iterations_in(100, recipe, 100, record) == 400 and len(timed) == 1
+    assert equal_time.iterations_in(100, recipe, 100, record) == 400 and len(timed) == 1  # reused
     recipe['train']['distill_opt']['loss_weight'] = 0.5  # an edited recipe costs something else: timed again
-    assert equal_time.equal_time_iterations(recipe, 100, record) == 350 and len(timed) == 2
+    assert equal_time.iterations_in(90, recipe, 100, record) == 300 and len(timed) == 2
     assert json.load(open(record))['recipe_sha256'] == equal_time.recipe_digest(recipe)
-    # time the recipe spends outside its steps (its labels: 30 s) buys the student alone 30 / 0.25 iterations
-    assert equal_time.equal_time_iterations(recipe, 100, record, extra_seconds=30) == 350 + 120 and len(timed) == 2
+    assert equal_time.iterations_in(0.01, recipe, 100, record) == 1  # never a run of no iterations
     assert timed == [equal_time.BLOCK] * 2  # a 100-iteration recipe: full blocks
 
 
 def test_a_trial_run_is_timed_in_blocks_of_its_own_length(teacher, tiny_pairs, tmp_path, monkeypatch):
-    """A 4-iteration recipe is timed in blocks of 4 iterations (not 40): a 1.5x ratio off by 10 % would
-    move its baseline by 0.6 of an iteration."""
+    """A 4-iteration recipe is timed in blocks of 4 iterations (not 40), so a trial run is not held up by
+    minutes of timing."""
     timed = []
 
     def fake_seconds(opts, blocks=5, block=equal_time.BLOCK, skip=None):
@@ -255,8 +265,18 @@ def test_a_trial_run_is_timed_in_blocks_of_its_own_length(teacher, tiny_pairs, t
     monkeypatch.setattr(equal_time, 'iteration_seconds', fake_seconds)
     recipe = kd_options('abl', tiny_pairs, teacher, total_iter=4)
     record = str(tmp_path / 'equal_time.json')
-    assert equal_time.equal_time_iterations(recipe, 4, record) == 6
+    assert equal_time.equal_time_record(recipe, 4, record)['ratio'] == pytest.approx(1.5)
     assert timed == [(['recipe', 'student'], 5, 4)] and json.load(open(record))['block'] == 4
+
+
+def test_the_equal_time_baseline_needs_its_seeds_finished_recipe_and_trains_after_it(teacher, tiny_pairs,
+                                                                                     exp_name, tmp_path):
+    assert runner.plan(['no_kd_equal_time', 'no_kd', 'recipe'], [0, 1]) == [
+        ('no_kd', 0), ('recipe', 0), ('no_kd_equal_time', 0), ('no_kd', 1), ('recipe', 1), ('no_kd_equal_time', 1)]
+    recipe = kd_options(exp_name, tiny_pairs, teacher, total_iter=2)
+    with pytest.raises(RuntimeError, match=f'experiments/{exp_name}_ablation_recipe_s0, which has not finished'):
+        runner.options_for(recipe, 'no_kd_equal_time', 0, 2, str(tmp_path))
+    assert not osp.exists(tmp_path / 'equal_time.json')  # refused before any timing
 
 
 def test_a_schedule_shorter_than_the_timing_is_stretched_for_it(teacher, tiny_pairs):
@@ -277,7 +297,14 @@ def test_measured_training_time_adds_up_the_parts_of_a_resumed_run(exp_name):
     with open(osp.join(folder, 'train_b.log'), 'w') as f:
         f.write('2026-11-30 11:00:00,000 INFO: Start training from epoch: 3, iter: 100\nno stamp here\n'
                 '2026-11-30 11:00:30,000 INFO: End of training. Time consumed: 0:00:30\n')
-    assert runner.training_seconds(exp_name) == pytest.approx(60.5 + 30)
+    assert training_seconds(exp_name) == pytest.approx(60.5 + 30)
+    with open(osp.join(folder, 'train_c.log'), 'w') as f:  # a validation pass (from the line before) is not training
+        f.write('2026-11-30 12:00:00,000 INFO: Start training from epoch: 4, iter: 200\n'
+                '2026-11-30 12:00:20,000 INFO: Saving models and training states.\n'
+                '2026-11-30 12:00:23,000 INFO: Teacher on Set5 (computed once): psnr: 30.0\n'
+                '2026-11-30 12:00:24,500 INFO: Validation Set5\n\t # psnr: 29.0\n'
+                '2026-11-30 12:00:34,500 INFO: End of training. Time consumed: 0:00:34\n')
+    assert training_seconds(exp_name) == pytest.approx(60.5 + 30 + 34.5 - 4.5)
 
 
 def test_a_cached_label_recipe_is_ablated_against_baselines_without_labels(teacher, tiny_pairs, tmp_path):

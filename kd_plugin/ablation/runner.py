@@ -5,15 +5,13 @@ See :mod:`kd_plugin.ablation` for what is trained and :mod:`kd_plugin.ablation.s
 table is computed.
 """
 import copy
-import datetime
 import json
 import os
-import re
 import statistics
 from os import path as osp
 from typing import Any
 
-from kd_plugin.ablation.equal_time import equal_time_iterations
+from kd_plugin.ablation.equal_time import equal_time_record, iterations_in
 from kd_plugin.ablation.seed_stats import mean_std, paired_delta
 from kd_plugin.ablation.variants import (
     BASELINES,
@@ -30,9 +28,15 @@ from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
 from kd_plugin.data.label_cache import read_manifest
 from kd_plugin.device import pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
-from kd_plugin.runs import PROJECT_ROOT, experiment_dir, latest_weights, launch_train, load_options, write_options
-
-_STAMP = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ')
+from kd_plugin.runs import (
+    PROJECT_ROOT,
+    experiment_dir,
+    latest_weights,
+    launch_train,
+    load_options,
+    training_seconds,
+    write_options,
+)
 
 
 def logs(name: str) -> str:
@@ -79,28 +83,6 @@ def finished(opt: dict[str, Any]) -> bool:
     return True
 
 
-def training_seconds(name: str) -> float:
-    """Measured wall time of a finished run's training loop, from BasicSR's log timestamps: from "Start
-    training" to the last line of each log file (a resumed run adds up its parts). Start-up before the
-    loop is not in it; data loading, checkpoint writes and everything else the loop does are."""
-    total = 0.0
-    folder = experiment_dir(name)
-    for log in sorted(f for f in os.listdir(folder) if f.startswith('train_') and f.endswith('.log')):
-        stamps, start = [], None
-        with open(osp.join(folder, log)) as f:
-            for line in f:
-                found = _STAMP.match(line)
-                if found:
-                    stamps.append(datetime.datetime.strptime(found.group(1), '%Y-%m-%d %H:%M:%S,%f'))
-                    if start is None and 'Start training from epoch' in line:
-                        start = stamps[-1]
-        if start is not None:
-            total += (stamps[-1] - start).total_seconds()
-    if not total:
-        raise RuntimeError(f'[ablation] no training time in the logs of experiments/{name}')
-    return total
-
-
 def train_run(opt: dict[str, Any], options_dir: str) -> None:
     """Run (or continue) one run through ``kd_plugin/cli/train.py``; raises if it fails."""
     if finished(opt):
@@ -115,15 +97,30 @@ def train_run(opt: dict[str, Any], options_dir: str) -> None:
 
 
 def plan(variants: list[str], seeds: list[int]) -> list[tuple[str, int]]:
-    """Training order: seed by seed, in the order of ``variants``."""
-    return [(v, s) for s in seeds for v in variants]
+    """Training order: seed by seed, in the order of ``variants``, except that a seed's equal-time
+    baseline trains after its recipe, whose measured time it is given."""
+    order = list(variants)
+    if 'no_kd_equal_time' in order and 'recipe' in order:
+        order.remove('no_kd_equal_time')
+        order.insert(order.index('recipe') + 1, 'no_kd_equal_time')
+    return [(v, s) for s in seeds for v in order]
 
 
 def options_for(recipe: dict[str, Any], variant: str, seed: int, total_iter: int, out: str) -> dict[str, Any]:
     """One run's options, with the checksums of the checkpoints it starts from; ``total_iter``: the
-    recipe's iterations in this ablation."""
+    recipe's iterations in this ablation.
+
+    The equal-time baseline (``no_kd_equal_time``) trains for the iterations that fit in the measured
+    training time of the same seed's finished recipe run, at the student's cost per iteration timed in
+    ``<out>/equal_time.json``; ``RuntimeError`` when that recipe run has not finished."""
     if variant == 'no_kd_equal_time':
-        total_iter = equal_time_iterations(recipe, total_iter, osp.join(out, 'equal_time.json'))
+        recipe_run = run_name(recipe, 'recipe', seed)
+        if not finished(options_for(recipe, 'recipe', seed, total_iter, out)):
+            raise RuntimeError(f'[ablation] no_kd_equal_time (seed {seed}) is given the measured training time of '
+                               f'experiments/{recipe_run}, which has not finished: train the recipe first '
+                               '(--variants ... recipe; the runner orders it before the baseline)')
+        total_iter = iterations_in(training_seconds(recipe_run), recipe, total_iter,
+                                   osp.join(out, 'equal_time.json'))
     return with_checkpoint_checksums(variant_options(recipe, variant, seed, total_iter))
 
 
@@ -276,6 +273,9 @@ def checked_request(recipe: dict[str, Any], variants: list[str] | None, seeds: l
     if unknown:
         raise ValueError(f'--variants: {", ".join(unknown)} do(es) not apply to this recipe; choose from '
                          f'{", ".join(allowed)}')
+    if 'no_kd_equal_time' in chosen and 'recipe' not in chosen:
+        raise ValueError('--variants: no_kd_equal_time trains for the measured time of the recipe run of the same '
+                         'seed; add recipe (a finished recipe run is not trained again)')
     return chosen
 
 
@@ -291,7 +291,7 @@ def run_ablation(recipe: dict[str, Any], source: str, variants: list[str], seeds
     os.makedirs(osp.join(out, 'options'), exist_ok=True)
     runs = plan(variants, seeds)
     if 'no_kd_equal_time' in variants:  # timed once, before any training, so parallel invocations share it
-        equal_time_iterations(recipe, iters, osp.join(out, 'equal_time.json'))
+        equal_time_record(recipe, iters, osp.join(out, 'equal_time.json'))
     trained = {}
     for variant, seed in runs:
         opt = options_for(recipe, variant, seed, iters, out)
@@ -299,10 +299,11 @@ def run_ablation(recipe: dict[str, Any], source: str, variants: list[str], seeds
         trained[opt['name']] = (opt['train']['total_iter'], training_seconds(opt['name']) / 60)
     set_names = [osp.basename(osp.normpath(s)) for s in sets]
     scores = score(recipe, runs, sets, data_root, osp.join(out, 'scores.json'))
-    variants = list(dict.fromkeys(v for v, _ in runs))
+    variants = list(dict.fromkeys(variants))  # the table keeps the order asked for
     rows = summarise(recipe, variants, seeds, scores, set_names, trained)
     title = (f'{recipe["network_t"]["type"]} -> {recipe["network_g"]["type"]} x{recipe["scale"]} '
-             f'({osp.basename(source)}), {iters} iterations (equal-time baseline: see its row), seeds '
+             f'({osp.basename(source)}), {iters} iterations (equal-time baseline: the iterations that fit in each '
+             f'seed\'s measured recipe time at the student\'s timed cost per iteration, equal_time.json), seeds '
              f'{", ".join(map(str, seeds))}; Y-PSNR (dB) mean ± sample std over seeds, Δ = mean paired '
              f'difference to no_kd ± its standard error ("within noise" when |Δ| < 2 SE); SSIM mean; crop '
              f'{recipe["scale"]}, grey images on their own channel; train min = measured wall time of the training '

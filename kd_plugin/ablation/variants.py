@@ -3,7 +3,8 @@
 =====================  ========================================================================
 ``no_kd``              the student alone (``SRModel``, the recipe's pixel loss, or L1 where the recipe
                        has none), from scratch
-``no_kd_equal_time``   the same, trained for the recipe run's wall time instead of its iterations
+``no_kd_equal_time``   the same, trained for the measured training time of the recipe run of the
+                       same seed instead of its iterations
 ``init_only``          the student alone from the recipe's ``path.pretrain_network_g`` (only when
                        the recipe sets one), so that a gain that came from initialisation is not
                        credited to distillation

@@ -6,8 +6,8 @@
    one pass, ``_none``, as x8 labels would cost 8 passes, as long as the KD training) and stores the labels
    (``prepare teacher-labels``' code; built once, reused by later demos, their build time always counted);
 4. trains DeformableHDRNet with KD from those labels, then alone for the same time: the KD run's
-   iterations times the measured cost ratio of whole iterations, plus the label-building time in student
-   iterations; both through ``kd_plugin/cli/train.py -opt`` (BasicSR's own pipeline; progress bar and
+   measured training time plus the label-building time, at the student's timed cost per whole
+   iteration; both through ``kd_plugin/cli/train.py -opt`` (BasicSR's own pipeline; progress bar and
    its log lines shown);
 5. scores bicubic, both students and the teacher on the validation photos and draws crops
    side by side (bicubic | student | KD student | teacher | ground truth).
@@ -27,7 +27,7 @@ import numpy as np
 from basicsr.utils import mkdir_and_rename
 from tqdm import tqdm
 
-from kd_plugin.ablation.equal_time import equal_time_iterations
+from kd_plugin.ablation.equal_time import equal_time_record, iterations_in
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
 from kd_plugin.checkpoint_io import verify_listed_sha256
 from kd_plugin.cli.common import Parser, tool
@@ -45,6 +45,7 @@ from kd_plugin.runs import (
     latest_weights,
     launch_train,
     load_options,
+    training_seconds,
     with_total_iter,
     write_options,
 )
@@ -163,16 +164,20 @@ def train_students(tag: str, total_iter: int | None, baseline: bool, out: str, l
     opt_path, opt = run_options(KD_OPT, f'{tag}_KD_HDRNet_to_DeformableHDRNet_photos_x4', total_iter, options_dir,
                                 labels)
     iterations = opt['train']['total_iter']
+    record = osp.join(out, 'equal_time.json')
     if baseline:  # measured before training, while nothing else runs
         print('equal time: timing whole training iterations of both runs (about a minute)', flush=True)
-        alone = equal_time_iterations(opt, iterations, osp.join(out, 'equal_time.json'), label_seconds)
+        student_seconds = equal_time_record(opt, iterations, record)['student_iteration_s']
     runs['student (KD)'] = {'name': opt['name'], 'seconds': train_with_progress(opt_path, opt, 'student (KD)'),
                             'label_seconds': label_seconds, 'iterations': iterations,
                             'checkpoint': latest_weights(opt['name'])}
     if baseline:
         name = f'{tag}_DeformableHDRNet_photos_x4'
-        print(f'student alone for the same time: {alone} iterations (the KD run\'s {iterations} and its '
-              f'{label_seconds:.0f} s of labels, at the measured cost of each)', flush=True)
+        trained = training_seconds(runs['student (KD)']['name'])
+        alone = iterations_in(trained + label_seconds, opt, iterations, record)
+        print(f'student alone for the same time: {alone} iterations (the KD run\'s {trained:.0f} s of training, '
+              f'measured, and its {label_seconds:.0f} s of labels, at {1000 * student_seconds:.0f} ms per student '
+              'iteration)', flush=True)
         opt_path, opt = run_options(STUDENT_OPT, name, alone, options_dir)
         seconds = train_with_progress(opt_path, opt, 'student (no KD)')
         runs = {'student (no KD)': {'name': name, 'seconds': seconds, 'iterations': alone,
