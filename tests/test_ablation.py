@@ -244,12 +244,14 @@ def test_equal_time_record_is_tied_to_the_recipe_and_retimed_when_it_changes(tea
     record = str(tmp_path / 'equal_time.json')
     recipe = kd_options('abl', tiny_pairs, teacher, total_iter=4)
     # 100 s of the recipe's measured time buy the student alone 100 / 0.25 iterations
-    assert equal_time.iterations_in(100, recipe, 100, record) == 400 and len(timed) == 1
-    assert equal_time.iterations_in(100, recipe, 100, record) == 400 and len(timed) == 1  # reused
+    assert equal_time.iterations_in(100, equal_time.equal_time_record(recipe, 100, record)) == 400 and len(timed) == 1
+    assert equal_time.iterations_in(100, equal_time.equal_time_record(recipe, 100, record)) == 400 and \
+        len(timed) == 1  # reused
     recipe['train']['distill_opt']['loss_weight'] = 0.5  # an edited recipe costs something else: timed again
-    assert equal_time.iterations_in(90, recipe, 100, record) == 300 and len(timed) == 2
+    assert equal_time.iterations_in(90, equal_time.equal_time_record(recipe, 100, record)) == 300 and len(timed) == 2
     assert json.load(open(record))['recipe_sha256'] == equal_time.recipe_digest(recipe)
-    assert equal_time.iterations_in(0.01, recipe, 100, record) == 1  # never a run of no iterations
+    # never a run of no iterations
+    assert equal_time.iterations_in(0.01, equal_time.equal_time_record(recipe, 100, record)) == 1
     assert timed == [equal_time.BLOCK] * 2  # a 100-iteration recipe: full blocks
 
 

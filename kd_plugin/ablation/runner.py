@@ -114,13 +114,13 @@ def options_for(recipe: dict[str, Any], variant: str, seed: int, total_iter: int
     training time of the same seed's finished recipe run, at the student's cost per iteration timed in
     ``<out>/equal_time.json``; ``RuntimeError`` when that recipe run has not finished."""
     if variant == 'no_kd_equal_time':
-        recipe_run = run_name(recipe, 'recipe', seed)
-        if not finished(options_for(recipe, 'recipe', seed, total_iter, out)):
+        recipe_run = options_for(recipe, 'recipe', seed, total_iter, out)
+        if not finished(recipe_run):
             raise RuntimeError(f'[ablation] no_kd_equal_time (seed {seed}) is given the measured training time of '
-                               f'experiments/{recipe_run}, which has not finished: train the recipe first '
+                               f'experiments/{recipe_run["name"]}, which has not finished: train the recipe first '
                                '(--variants ... recipe; the runner orders it before the baseline)')
-        total_iter = iterations_in(training_seconds(recipe_run), recipe, total_iter,
-                                   osp.join(out, 'equal_time.json'))
+        total_iter = iterations_in(training_seconds(recipe_run['name']),
+                                   equal_time_record(recipe, total_iter, osp.join(out, 'equal_time.json')))
     return with_checkpoint_checksums(variant_options(recipe, variant, seed, total_iter))
 
 

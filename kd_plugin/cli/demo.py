@@ -164,20 +164,19 @@ def train_students(tag: str, total_iter: int | None, baseline: bool, out: str, l
     opt_path, opt = run_options(KD_OPT, f'{tag}_KD_HDRNet_to_DeformableHDRNet_photos_x4', total_iter, options_dir,
                                 labels)
     iterations = opt['train']['total_iter']
-    record = osp.join(out, 'equal_time.json')
     if baseline:  # measured before training, while nothing else runs
         print('equal time: timing whole training iterations of both runs (about a minute)', flush=True)
-        student_seconds = equal_time_record(opt, iterations, record)['student_iteration_s']
+        timing = equal_time_record(opt, iterations, osp.join(out, 'equal_time.json'))
     runs['student (KD)'] = {'name': opt['name'], 'seconds': train_with_progress(opt_path, opt, 'student (KD)'),
                             'label_seconds': label_seconds, 'iterations': iterations,
                             'checkpoint': latest_weights(opt['name'])}
     if baseline:
         name = f'{tag}_DeformableHDRNet_photos_x4'
         trained = training_seconds(runs['student (KD)']['name'])
-        alone = iterations_in(trained + label_seconds, opt, iterations, record)
+        alone = iterations_in(trained + label_seconds, timing)
         print(f'student alone for the same time: {alone} iterations (the KD run\'s {trained:.0f} s of training, '
-              f'measured, and its {label_seconds:.0f} s of labels, at {1000 * student_seconds:.0f} ms per student '
-              'iteration)', flush=True)
+              f'measured, and its {label_seconds:.0f} s of labels, at {1000 * timing["student_iteration_s"]:.0f} ms '
+              'per student iteration)', flush=True)
         opt_path, opt = run_options(STUDENT_OPT, name, alone, options_dir)
         seconds = train_with_progress(opt_path, opt, 'student (no KD)')
         runs = {'student (no KD)': {'name': name, 'seconds': seconds, 'iterations': alone,
