@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision from this machine's wheels (CUDA build, runs on CPU); override for other stacks.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint data labels ablation-gpu-short gpu-check
+.PHONY: setup demo test lint data data-tasks labels ablation-gpu-short gpu-check
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,22 @@ data: setup
 	done
 	test -d datasets/T91_BSD400/X4/HR.lmdb || $(BIN)/python -m kd_plugin.cli.prepare lmdb --input datasets/T91_BSD400/X4/HR --output datasets/T91_BSD400/X4/HR.lmdb --input datasets/T91_BSD400/X4/LR --output datasets/T91_BSD400/X4/LR.lmdb
 	mkdir -p datasets; for s in Set5 Set14 BSD100; do ln -sfn ../../shared/data/$$s datasets/$$s; done
+
+# The BD and DN tasks (RDN's degradation models; BI is `data`): T91 and BSD400 degraded at x4, the same 20 BSD400
+# images held out, the rest merged with T91 into T91_BSD400_<D>/X4 and its LMDBs; Set5/Set14/BSD100 degraded the
+# same way into <set>_<D>/X4/{HR,LR} for reporting. DN's noise is drawn from seed 0 and each image's name.
+TASKS ?= BD DN
+data-tasks: data
+	for d in $(TASKS); do l=$$(echo $$d | tr A-Z a-z); \
+	  test -d datasets/T91_$$d/X4 || $(BIN)/python -m kd_plugin.cli.prepare lr --degradation $$l --input ../shared/data/T91 --output datasets/T91_$$d --scales 4 || exit 1; \
+	  test -d datasets/BSD400_$$d/X4 || $(BIN)/python -m kd_plugin.cli.prepare lr --degradation $$l --input ../shared/data/BSD400 --output datasets/BSD400_$$d --scales 4 || exit 1; \
+	  test -d datasets/BSD400_$${d}_split/X4 || $(BIN)/python -m kd_plugin.cli.prepare split --input datasets/BSD400_$$d/X4 --output datasets/BSD400_$${d}_split/X4 --holdout $(BSD400_HOLDOUT) || exit 1; \
+	  test -d datasets/T91_BSD400_$$d/X4 || $(BIN)/python -m kd_plugin.cli.prepare merge --input datasets/T91_$$d/X4 --input datasets/BSD400_$${d}_split/X4/train --output datasets/T91_BSD400_$$d/X4 --min-size 128 || exit 1; \
+	  test -d datasets/T91_BSD400_$$d/X4/HR.lmdb || $(BIN)/python -m kd_plugin.cli.prepare lmdb --input datasets/T91_BSD400_$$d/X4/HR --output datasets/T91_BSD400_$$d/X4/HR.lmdb --input datasets/T91_BSD400_$$d/X4/LR --output datasets/T91_BSD400_$$d/X4/LR.lmdb || exit 1; \
+	  for s in Set5 Set14 BSD100; do \
+	    test -d datasets/$${s}_$$d/X4 || $(BIN)/python -m kd_plugin.cli.prepare lr --degradation $$l --input ../shared/data/$$s/HR --output datasets/$${s}_$$d --scales 4 || exit 1; \
+	  done; \
+	done
 
 # Cached whole-image teacher labels (x8 self-ensemble, fp32) of the shipped teachers, for the
 # options/train/KD/*_labels.yml recipes: on T91 about 0.5-2 min each on 2 CPU cores, on T91 + BSD400 several

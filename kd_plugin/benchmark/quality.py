@@ -33,17 +33,23 @@ class TestImage:
 
 
 def load_test_set(folder: str, scale: int) -> list[TestImage]:
-    """The HR/LR pairs of one test set folder (``HR/`` and optional ``LR_bicubic/X{s}/``).
+    """The HR/LR pairs of one test set folder: ``HR/`` and optional ``LR_bicubic/X{s}/`` (the standard sets'
+    layout; a missing LR is made by MATLAB bicubic), or ``X{s}/HR`` and ``X{s}/LR`` as ``prepare lr`` writes them
+    (e.g. the BD and DN test sets; the LR must be there).
 
     Raises ``FileNotFoundError`` / ``ValueError`` naming the set (and image) when the folder is
     missing, an image cannot be read or is not 8-bit, or an LR file's size disagrees with the scale.
     """
     set_name = osp.basename(osp.normpath(folder))
-    hr_dir = osp.join(folder, 'HR')
+    hr_dir, lr_dir = osp.join(folder, 'HR'), osp.join(folder, 'LR_bicubic', f'X{scale}')
+    if osp.isdir(osp.join(folder, f'X{scale}', 'HR')):
+        hr_dir, lr_dir = osp.join(folder, f'X{scale}', 'HR'), osp.join(folder, f'X{scale}', 'LR')
+        if not osp.isdir(lr_dir):
+            raise FileNotFoundError(f'test set {set_name}: {lr_dir!r} does not exist. Fix: python -m '
+                                    f'kd_plugin.cli.prepare lr --input <HR folder> --output {folder} --scales {scale}')
     if not osp.isdir(hr_dir):
         raise FileNotFoundError(f'test set {set_name}: {hr_dir!r} does not exist (expected {folder}/HR/ and '
-                                f'optionally {folder}/LR_bicubic/X{scale}/)')
-    lr_dir = osp.join(folder, 'LR_bicubic', f'X{scale}')
+                                f'optionally {folder}/LR_bicubic/X{scale}/, or {folder}/X{scale}/{{HR,LR}})')
     images = []
     for name in list_images(hr_dir):
         hr = read_image(osp.join(hr_dir, name))

@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from kd_plugin.cli.common import Parser, tool
 from kd_plugin.data.bundled_photos import prepare_photos
+from kd_plugin.data.degradations import DEGRADATIONS
 from kd_plugin.data.div2k import prepare_div2k
 from kd_plugin.data.holdout import split_pairs
 from kd_plugin.data.label_cache import build_label_set, default_output, load_teachers
@@ -30,14 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser('python -m kd_plugin.cli.prepare', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
 
-    lr = sub.add_parser('lr', help='HR folder -> OUT/X{s}/HR (modcropped) and OUT/X{s}/LR (MATLAB bicubic)',
+    lr = sub.add_parser('lr', help='HR folder -> OUT/X{s}/HR (modcropped) and OUT/X{s}/LR (BI, BD or DN)',
                         description='Make LR images exactly like the standard SR benchmarks: modcrop, then '
-                        'MATLAB imresize bicubic (antialiased, uint8 rounding after each pass). Reads PNG, JPEG '
-                        '(e.g. BSD400\'s originals), BMP and the other formats OpenCV reads; always writes lossless '
-                        'PNG pairs named <stem>.png.')
+                        'MATLAB imresize bicubic (antialiased, uint8 rounding after each pass), or RDN\'s BD or DN '
+                        'degradation. Reads PNG, JPEG (e.g. BSD400\'s originals), BMP and the other formats OpenCV '
+                        'reads; always writes lossless PNG pairs named <stem>.png, and OUT/X{s}/degradation.json.')
     lr.add_argument('--input', required=True, help='folder of HR images (PNG, JPEG, BMP, ...)')
     lr.add_argument('--output', required=True, help='writes OUTPUT/X{s}/HR and OUTPUT/X{s}/LR')
     lr.add_argument('--scales', type=_scales, nargs='+', default=[4], help='e.g. --scales 2 3 4 (default: 4)')
+    lr.add_argument('--degradation', choices=DEGRADATIONS, default='bi',
+                    help='bi: MATLAB bicubic (default); bd: 7x7 Gaussian blur (sigma 1.6), then nearest downscale; '
+                         'dn: bicubic, then Gaussian noise (sigma 30) drawn from --seed and each image\'s name')
+    lr.add_argument('--seed', type=int, default=0, help='the noise seed of --degradation dn (default 0)')
     lr.add_argument('--overwrite', action='store_true', help='replace existing output files')
 
     lm = sub.add_parser('lmdb', help='image folder(s) -> BasicSR LMDB(s)',
@@ -143,7 +148,8 @@ def teacher_labels(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == 'lr':
-        for s, folder in make_lr_pairs(args.input, args.output, args.scales, args.overwrite).items():
+        for s, folder in make_lr_pairs(args.input, args.output, args.scales, args.overwrite, args.degradation,
+                                       args.seed).items():
             print(f'x{s}: {folder}/HR, {folder}/LR')
     elif args.command == 'lmdb':
         if len(args.input) != len(args.output):

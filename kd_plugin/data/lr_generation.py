@@ -1,19 +1,27 @@
-"""HR folder -> modcropped HR and MATLAB-bicubic LR folders, per scale."""
+"""HR folder -> modcropped HR and LR folders (MATLAB bicubic, or the BD / DN degradations), per scale."""
+import json
 from os import path as osp
 
 from tqdm import tqdm
 
+from kd_plugin.data.degradations import degrader
 from kd_plugin.data.image_io import list_images, read_image, write_image
-from kd_plugin.data.matlab_bicubic import bicubic_downscale, modcrop
+from kd_plugin.data.matlab_bicubic import modcrop
+
+#: Written beside ``HR``/``LR`` in each ``X{s}`` folder: which degradation made the LR images, and its seed.
+DEGRADATION_FILE = 'degradation.json'
 
 
-def make_lr_pairs(hr_folder: str, out_folder: str, scales: list[int], overwrite: bool = False) -> dict[int, str]:
-    """Write ``out/X{s}/HR`` (HR modcropped to ``s``) and ``out/X{s}/LR`` (bicubic ``1/s``) for each scale.
+def make_lr_pairs(hr_folder: str, out_folder: str, scales: list[int], overwrite: bool = False,
+                  degradation: str = 'bi', seed: int = 0) -> dict[int, str]:
+    """Write ``out/X{s}/HR`` (HR modcropped to ``s``) and ``out/X{s}/LR`` (``degradation`` of it: ``bi``
+    bicubic ``1/s``, ``bd`` blur and nearest downscale, ``dn`` bicubic and noise drawn from ``seed``; see
+    :mod:`kd_plugin.data.degradations`) for each scale, and ``out/X{s}/degradation.json`` naming them.
 
     Any image OpenCV reads is accepted (PNG, JPEG such as BSD400's originals, BMP, ...); the pairs are
     always lossless PNG named ``<stem>.png``, so two inputs with one stem are an error naming both.
 
-    The LR images equal the standard benchmark LR files bit for bit. Returns ``{scale: X{s} folder}``.
+    BI's LR images equal the standard benchmark LR files bit for bit. Returns ``{scale: X{s} folder}``.
     Existing files are never replaced unless ``overwrite`` is set.
     """
     names = list_images(hr_folder)
@@ -25,6 +33,7 @@ def make_lr_pairs(hr_folder: str, out_folder: str, scales: list[int], overwrite:
         if other != name:
             raise ValueError(f'{hr_folder!r} holds {other!r} and {name!r}: both would become '
                              f'{osp.splitext(name)[0]}.png. Fix: keep one of them in the folder')
+    degrade = degrader(degradation, seed)
     targets = {s: osp.join(out_folder, f'X{s}') for s in scales}
     if not overwrite:
         for folder in targets.values():
@@ -32,10 +41,13 @@ def make_lr_pairs(hr_folder: str, out_folder: str, scales: list[int], overwrite:
             if clash:
                 raise FileExistsError(f'{folder}/LR already holds {clash[0]!r} (and {len(clash) - 1} more); '
                                       'pass --overwrite to replace them or choose another --output')
-    for name in tqdm(names, desc='bicubic LR', unit='img'):
+    for name in tqdm(names, desc=f'{degradation.upper()} LR', unit='img'):
         hr = read_image(osp.join(hr_folder, name))
         stem = osp.splitext(name)[0]
         for s, folder in targets.items():
             write_image(osp.join(folder, 'HR', stem + '.png'), modcrop(hr, s))
-            write_image(osp.join(folder, 'LR', stem + '.png'), bicubic_downscale(hr, s))
+            write_image(osp.join(folder, 'LR', stem + '.png'), degrade(hr, s, stem))
+    for s, folder in targets.items():
+        with open(osp.join(folder, DEGRADATION_FILE), 'w') as f:
+            json.dump({'degradation': degradation, 'scale': s, 'seed': seed if degradation == 'dn' else None}, f)
     return targets

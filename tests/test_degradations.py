@@ -1,0 +1,107 @@
+"""BI, BD and DN (RDN's degradation models): each checked against a hand computation of its definition."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from kd_plugin.data.degradations import (
+    blur_downscale,
+    degrader,
+    gaussian_kernel,
+    imfilter_replicate,
+    nearest_indices,
+    noise_seed,
+    noisy_downscale,
+)
+from kd_plugin.data.image_io import read_image, write_image
+from kd_plugin.data.matlab_bicubic import bicubic_downscale
+from tests.test_prepare import prepare
+
+
+def test_gaussian_kernel_is_fspecial_gaussian_7_1_6():
+    # fspecial: exp(-(x^2 + y^2) / (2 sigma^2)) on -3..3, normalised; the 1-D factors by hand
+    g = [math.exp(-k * k / (2 * 1.6 ** 2)) for k in range(-3, 4)]
+    total = sum(g) ** 2
+    kernel = gaussian_kernel()
+    assert kernel.shape == (7, 7) and kernel.sum() == pytest.approx(1, abs=1e-15)
+    assert kernel[3, 3] == pytest.approx(1 / total, rel=1e-12)  # 0.0655556
+    assert kernel[0, 0] == pytest.approx(g[0] * g[0] / total, rel=1e-12)
+    assert kernel[3, 3] == pytest.approx(0.0655556, abs=1e-7)
+    assert np.array_equal(kernel, kernel.T) and np.array_equal(kernel, kernel[::-1])
+
+
+def test_imfilter_replicates_the_border_and_rounds_like_matlab():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    kernel = gaussian_kernel()
+    out = imfilter_replicate(img, kernel)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    h, w = img.shape[:2]
+    for y, x in ((0, 0), (4, 5), (8, 10), (1, 9)):
+        for c in range(3):
+            total = sum(kernel[i, j] * float(img[min(max(y + i - 3, 0), h - 1), min(max(x + j - 3, 0), w - 1), c])
+                        for i in range(7) for j in range(7))
+            assert out[y, x, c] == math.floor(total + 0.5)
+    flat = np.full((8, 8), 200, np.uint8)  # a flat image stays flat: the kernel sums to one
+    assert np.array_equal(imfilter_replicate(flat, kernel), flat)
+
+
+@pytest.mark.parametrize('scale, first', [(2, [1, 3, 5]), (3, [1, 4, 7]), (4, [2, 6, 10])])
+def test_nearest_downscale_picks_matlabs_rows(scale, first):
+    # u = s*x + (1 - s)/2, rounded half away from zero, 1-based: x3 -> 2, 5, 8; x4 -> 2.5, 6.5 -> 3, 7; x2 -> 2, 4
+    assert nearest_indices(scale * 3, scale).tolist() == first
+
+
+def test_bd_is_blur_then_nearest_downscale_of_the_modcropped_image():
+    rng = np.random.default_rng(2)
+    hr = rng.integers(0, 256, (50, 43, 3), dtype=np.uint8)
+    lr = blur_downscale(hr, 4)
+    blurred = imfilter_replicate(hr[:48, :40], gaussian_kernel())
+    assert lr.shape == (12, 10, 3)
+    assert np.array_equal(lr, blurred[2::4, 2::4])  # rows and columns 3, 7, 11, ... (1-based)
+    assert np.array_equal(blur_downscale(hr, 3), imfilter_replicate(hr[:48, :42], gaussian_kernel())[1::3, 1::3])
+
+
+def test_dn_adds_seeded_noise_to_bi_in_float32_and_saturates():
+    hr = np.full((64, 64, 3), 128, np.uint8)
+    hr[:, :8] = 3  # near black: the noise saturates at 0
+    lr = noisy_downscale(hr, 4, seed=7, name='img')
+    bi = bicubic_downscale(hr, 4)
+    noise = (30.0 * np.random.default_rng(noise_seed(7, 'img')).standard_normal(bi.shape)).astype(np.float32)
+    expected = np.clip(np.floor(bi.astype(np.float32) + noise + 0.5), 0, 255).astype(np.uint8)
+    assert np.array_equal(lr, expected)
+    mid = lr[:, 4:].astype(np.float64) - 128
+    assert abs(mid.std() - 30) < 2.5 and abs(mid.mean()) < 2.5
+    assert (lr[:, :2] == 0).mean() > 0.3
+    assert np.array_equal(noisy_downscale(hr, 4, seed=7, name='img'), lr)
+    assert not np.array_equal(noisy_downscale(hr, 4, seed=8, name='img'), lr)
+    assert not np.array_equal(noisy_downscale(hr, 4, seed=7, name='other'), lr)
+
+
+def test_unknown_degradation_is_refused():
+    with pytest.raises(ValueError, match="--degradation 'jpeg': choose one of bi, bd, dn"):
+        degrader('jpeg')
+
+
+def test_prepare_lr_degradations_write_their_definition_and_do_not_depend_on_the_other_images(tmp_path):
+    rng = np.random.default_rng(3)
+    src, alone = tmp_path / 'src', tmp_path / 'alone'
+    images = {name: rng.integers(0, 256, (40, 36, 3), dtype=np.uint8) for name in ('a', 'b')}
+    for name, img in images.items():
+        write_image(str(src / f'{name}.png'), img)
+    write_image(str(alone / 'b.png'), images['b'])
+    for kind in ('bd', 'dn'):
+        both = prepare('lr', '--input', str(src), '--output', str(tmp_path / kind), '--scales', '4',
+                       '--degradation', kind, '--seed', '5')
+        assert both.returncode == 0, both.stderr
+        one = prepare('lr', '--input', str(alone), '--output', str(tmp_path / f'{kind}1'), '--scales', '4',
+                      '--degradation', kind, '--seed', '5')
+        assert one.returncode == 0, one.stderr
+        lr = read_image(str(tmp_path / kind / 'X4' / 'LR' / 'b.png'))
+        assert np.array_equal(lr, read_image(str(tmp_path / f'{kind}1' / 'X4' / 'LR' / 'b.png')))
+        assert np.array_equal(lr, degrader(kind, 5)(images['b'], 4, 'b'))
+        record = json.loads((tmp_path / kind / 'X4' / 'degradation.json').read_text())
+        assert record == {'degradation': kind, 'scale': 4, 'seed': 5 if kind == 'dn' else None}
+    bad = prepare('lr', '--input', str(src), '--output', str(tmp_path / 'x'), '--degradation', 'jpeg')
+    assert bad.returncode == 2 and 'invalid choice' in bad.stderr
