@@ -105,3 +105,18 @@ def test_prepare_lr_degradations_write_their_definition_and_do_not_depend_on_the
         assert record == {'degradation': kind, 'scale': 4, 'seed': 5 if kind == 'dn' else None}
     bad = prepare('lr', '--input', str(src), '--output', str(tmp_path / 'x'), '--degradation', 'jpeg')
     assert bad.returncode == 2 and 'invalid choice' in bad.stderr
+
+
+def test_bd_and_dn_reproduce_rdns_published_bicubic_baseline_on_set5(tmp_path):
+    """RDN's tables (x3, Y-PSNR, Set5): bicubic on BD 28.78 dB, on DN 24.01 dB. BD is deterministic; DN draws
+    its own noise, so it agrees to within the spread of one draw."""
+    from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
+    from tests.helpers import shared_data
+
+    expected = {'bd': (28.78, 0.02), 'dn': (24.01, 0.1)}
+    for kind, (published, tolerance) in expected.items():
+        result = prepare('lr', '--degradation', kind, '--input', shared_data('Set5', 'HR'), '--output',
+                         str(tmp_path / kind), '--scales', '3')
+        assert result.returncode == 0, result.stderr
+        psnr = evaluate(bicubic_upscaler(3), load_test_set(str(tmp_path / kind), 3), 3)['psnr']
+        assert abs(psnr - published) < tolerance, (kind, psnr)
