@@ -27,6 +27,34 @@ def machine_info() -> dict[str, Any]:
             'cuda': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
+#: CPU instruction sets that change how fast torch runs a step (vector width, native bf16, AMX).
+_SPEED_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_bf16', 'asimd', 'sve')
+
+
+def _cpu_model_and_flags() -> tuple[str, list[str]]:
+    """The CPU's model name and which of :data:`_SPEED_FLAGS` it has (from ``/proc/cpuinfo`` where there is one)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name' and value.strip():
+                    model = value.strip()
+                elif key.strip() in ('flags', 'Features'):
+                    flags.update(value.split())
+    except OSError:
+        pass
+    return model, [flag for flag in _SPEED_FLAGS if flag in flags]
+
+
+def speed_facts(device: torch.device) -> dict[str, Any]:
+    """What decides how fast a training step runs here: the device (the GPU's name, or the CPU's model and
+    instruction sets), torch's thread count and the torch version. Two timings compare only when these agree."""
+    model, flags = _cpu_model_and_flags()
+    return {'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu', 'cpu': model,
+            'cpu_flags': flags, 'threads': torch.get_num_threads(), 'torch': torch.__version__}
+
+
 def describe(device: torch.device, threads: int | None = None) -> str:
     """One line for a report header: the GPU's name, or the CPU with its thread count."""
     if device.type == 'cuda':

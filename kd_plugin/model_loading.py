@@ -25,6 +25,9 @@ from kd_plugin.archs.window_padding import PaddedToWindow, window_multiple
 from kd_plugin.checkpoint_io import load_weights_only, pick_state_dict, state_dict_mismatch
 from kd_plugin.runs import latest_weights, load_options
 
+#: How a checkpoint that is a plain state dict (no ``params`` entry) names where its weights came from.
+TOP_LEVEL = '(top level)'
+
 
 @dataclass
 class ModelSpec:
@@ -35,6 +38,8 @@ class ModelSpec:
     scale: int | None = None
     source: str = ''
     notes: list[str] = field(default_factory=list)
+    #: the checkpoint entry :func:`load_model` took the weights from (``params``, ``params_ema`` or ``(top level)``)
+    loaded_key: str | None = None
 
     @property
     def is_bicubic(self) -> bool:
@@ -74,7 +79,7 @@ def load_model(spec: ModelSpec) -> nn.Module:
     net = build_network(spec.arch, f'model {spec.label}', init=False)  # the checkpoint replaces any init
     option = f'model {spec.label} checkpoint'
     params, key = pick_state_dict(load_weights_only(spec.checkpoint, option), spec.param_key, option)
-    key = key or '(top level)'
+    key = spec.loaded_key = key or TOP_LEVEL
     mismatch = state_dict_mismatch(params, net)
     if mismatch:
         raise ValueError(f'model {spec.label}: {spec.checkpoint} [{key}] does not fit {spec.arch.get("type")}: '

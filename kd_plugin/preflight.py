@@ -15,13 +15,13 @@ from PIL import Image
 
 from kd_plugin.archs.build import build_network, check_init, construct, registered_class, split_init
 from kd_plugin.archs.window_padding import window_multiple
-from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only, sha256, state_dict_mismatch
+from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only, state_dict_mismatch
 from kd_plugin.compat.resume import latest_training_state, missing_checkpoint_error, resumed_networks
 from kd_plugin.data.image_io import list_images, name_difference
 from kd_plugin.data.label_cache import check_label_set
 from kd_plugin.distill.wiring import wire
 from kd_plugin.models.kd_config import KDConfig, probe_input, uses_adapters
-from kd_plugin.models.kd_model import adapter_checkpoint
+from kd_plugin.models.kd_model import adapter_checkpoint, is_kd_model
 
 
 class OptionError(ValueError):
@@ -205,8 +205,8 @@ def check_options(opt: dict[str, Any]) -> None:
     if not opt.get('is_train'):
         return
     try:
-        config = check_kd_model(opt) if opt.get('model_type') == 'KDModel' else None
-        check_label_set(opt, (lambda path: config.teacher.sha256) if config else sha256)
+        config = check_kd_model(opt) if is_kd_model(opt.get('model_type')) else None
+        check_label_set(opt, *((config.teacher.sha256, config.teacher.param_key) if config else ()))
     except ValueError as err:
         raise OptionError(str(err)) from err
 
@@ -232,7 +232,7 @@ def check_resume_files(opt: dict[str, Any], state_path: str) -> None:
     missing file would restart that network from scratch with the saved optimizer."""
     state = load_weights_only(state_path, 'path.resume_state')
     needed = dict(resumed_networks(opt, state['iter']))
-    if opt.get('model_type') == 'KDModel' and uses_adapters(opt.get('train') or {}):  # resumed adapters win
+    if is_kd_model(opt.get('model_type')) and uses_adapters(opt.get('train') or {}):  # resumed adapters win
         needed['the KD adapters'] = adapter_checkpoint(opt, state_path)
     for what, path in needed.items():
         if not osp.isfile(path):

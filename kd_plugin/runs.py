@@ -123,36 +123,68 @@ def launch_train(opt_path: str, *extra: str, on_line: Callable[[str], None] | No
 
 
 _STAMP = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ')
+_START = re.compile(r'Start training from epoch: \d+, iter: (\d+)')
+_PROGRESS = re.compile(r'iter:\s*([\d,]+), lr:\(')
 
 
 #: Log lines that end a validation pass (BasicSR's metric report; KDModel's teacher score on the set).
 _VALIDATION_ENDS = ('INFO: Validation ', 'INFO: Teacher on ')
 
 
+def _log_part(path: str) -> dict[str, Any] | None:
+    """One training log's timeline: the start (time, iteration), ``(time, iteration)`` of each progress line,
+    the validation passes ``(start, end)`` and the last time stamp; None when the loop never started."""
+    part: dict[str, Any] | None = None
+    last = None
+    with open(path) as f:
+        for line in f:
+            found = _STAMP.match(line)
+            if not found:
+                continue
+            stamp = datetime.datetime.strptime(found.group(1), '%Y-%m-%d %H:%M:%S,%f').timestamp()
+            if part is None:
+                start = _START.search(line)
+                if start:
+                    part = {'start': (stamp, int(start.group(1))), 'progress': [], 'validation': []}
+            elif any(end in line for end in _VALIDATION_ENDS):
+                part['validation'].append((last, stamp))
+            else:
+                progress = _PROGRESS.search(line)
+                if progress:
+                    part['progress'].append((stamp, int(progress.group(1).replace(',', ''))))
+            last = stamp
+    if part is not None:
+        part['end'] = last
+    return part
+
+
+def _time_at(part: dict[str, Any], iteration: int) -> float:
+    """When ``part`` finished ``iteration``: its progress lines' times, linear in between; the part's last
+    time stamp when it never logged that far."""
+    points = [part['start'], *part['progress']]
+    if iteration >= points[-1][1]:
+        return part['end']
+    for (t0, i0), (t1, i1) in zip(points, points[1:]):
+        if i0 <= iteration <= i1:
+            return t0 + (t1 - t0) * (iteration - i0) / max(i1 - i0, 1)
+    return part['start'][0]
+
+
 def training_seconds(name: str) -> float:
     """Measured wall time of a finished run's training loop, from BasicSR's log timestamps: from "Start
-    training" to the last line of each log file (a resumed run adds up its parts), less the validation
-    passes (each from the line before to the line that reports it). Start-up before the loop is not in
-    it; data loading, checkpoint writes and everything else the loop does are."""
-    total = 0.0
+    training" to the last line of each log file, less the validation passes (each from the line before to
+    the line that reports it). A resumed run adds up its parts, each counted only up to the iteration the
+    next part resumed from: iterations done again after ``--auto_resume`` (those after the last checkpoint
+    of a killed part) count once. Start-up before the loop is not in it; data loading, checkpoint writes and
+    everything else the loop does are."""
     folder = experiment_dir(name)
-    for log in sorted(f for f in os.listdir(folder) if f.startswith('train_') and f.endswith('.log')):
-        start = last = None
-        validating = 0.0
-        with open(osp.join(folder, log)) as f:
-            for line in f:
-                found = _STAMP.match(line)
-                if not found:
-                    continue
-                stamp = datetime.datetime.strptime(found.group(1), '%Y-%m-%d %H:%M:%S,%f')
-                if start is None:
-                    if 'Start training from epoch' in line:
-                        start = stamp
-                elif any(end in line for end in _VALIDATION_ENDS):
-                    validating += (stamp - last).total_seconds()
-                last = stamp
-        if start is not None:
-            total += (last - start).total_seconds() - validating
+    logs = sorted(f for f in os.listdir(folder) if f.startswith('train_') and f.endswith('.log'))
+    parts = [part for part in (_log_part(osp.join(folder, log)) for log in logs) if part is not None]
+    total = 0.0
+    for part, following in zip(parts, [*parts[1:], None]):
+        cut = part['end'] if following is None else _time_at(part, following['start'][1])
+        validating = sum(end - begin for begin, end in part['validation'] if end <= cut)
+        total += max(cut - part['start'][0] - validating, 0.0)
     if not total:
         raise RuntimeError(f'no training time in the logs of experiments/{name}')
     return total

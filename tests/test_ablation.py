@@ -6,12 +6,14 @@ import sys
 from os import path as osp
 
 import pytest
+import torch
 import yaml
 
 from kd_plugin.ablation import equal_time, runner, variants
 from kd_plugin.ablation.seed_stats import mean_std, paired_delta
 from kd_plugin.checkpoint_io import sha256
 from kd_plugin.cli import ablation as ablation_cli
+from kd_plugin.device import speed_facts
 from kd_plugin.models.kd_config import KD_INGREDIENTS
 from kd_plugin.runs import training_seconds
 from tests.helpers import ROOT, run, shared_data, tool_in_process, write_options
@@ -238,7 +240,7 @@ def test_equal_time_record_is_tied_to_the_recipe_and_retimed_when_it_changes(tea
     def fake_measure(recipe, block):
         timed.append(block)
         return {'recipe_sha256': equal_time.recipe_digest(recipe), 'ratio': 1.5,
-                'student_iteration_s': 0.2 + 0.05 * len(timed)}
+                'student_iteration_s': 0.2 + 0.05 * len(timed), 'machine': speed_facts(torch.device('cpu'))}
 
     monkeypatch.setattr(equal_time, 'measure_ratio', fake_measure)
     record = str(tmp_path / 'equal_time.json')
@@ -253,6 +255,26 @@ def test_equal_time_record_is_tied_to_the_recipe_and_retimed_when_it_changes(tea
     # never a run of no iterations
     assert equal_time.iterations_in(0.01, equal_time.equal_time_record(recipe, 100, record)) == 1
     assert timed == [equal_time.BLOCK] * 2  # a 100-iteration recipe: full blocks
+
+
+def test_equal_time_record_from_another_machine_is_timed_again_saying_why(teacher, tiny_pairs, tmp_path, monkeypatch,
+                                                                        capsys):
+    recipe = kd_options('abl', tiny_pairs, teacher, total_iter=4)
+    here = speed_facts(torch.device('cpu'))
+    monkeypatch.setattr(equal_time, 'measure_ratio', lambda recipe, block: {
+        'recipe_sha256': equal_time.recipe_digest(recipe), 'student_iteration_s': 0.5, 'machine': here})
+    record = tmp_path / 'equal_time.json'
+    for key, other in (('threads', here['threads'] + 2), ('torch', '2.11.0'), ('cpu_flags', ['avx2', 'fma']),
+                       ('cpu', 'Intel(R) Xeon(R) Platinum 8480+'), ('device', 'NVIDIA H100 80GB HBM3')):
+        json.dump({'recipe_sha256': equal_time.recipe_digest(recipe), 'student_iteration_s': 0.1,
+                   'machine': {**here, key: other}}, open(record, 'w'))
+        assert equal_time.equal_time_record(recipe, 4, str(record))['student_iteration_s'] == 0.5, key
+        printed = capsys.readouterr().out.strip().splitlines()
+        assert printed == [f'equal time: timing again ({record}): timed on another machine ({key} {other!r} -> '
+                           f'{here[key]!r})'], key
+    assert json.load(open(record))['machine'] == here
+    assert equal_time.equal_time_record(recipe, 4, str(record))['student_iteration_s'] == 0.5  # same machine: kept
+    assert capsys.readouterr().out == ''
 
 
 def test_a_trial_run_is_timed_in_blocks_of_its_own_length(teacher, tiny_pairs, tmp_path, monkeypatch):
@@ -309,6 +331,59 @@ def test_measured_training_time_adds_up_the_parts_of_a_resumed_run(exp_name):
     assert training_seconds(exp_name) == pytest.approx(60.5 + 30 + 34.5 - 4.5)
 
 
+def test_iterations_repeated_after_a_resume_are_counted_once(exp_name):
+    """A run killed at iteration 150 whose last checkpoint was at 100 does iterations 101-150 twice; its first
+    part counts up to iteration 100 (the next part's start), here 60 s of its 95."""
+    folder = osp.join(ROOT, 'experiments', exp_name)
+    os.makedirs(folder)
+    with open(osp.join(folder, 'train_a.log'), 'w') as f:
+        f.write('2026-11-30 10:00:00,000 INFO: Start training from epoch: 0, iter: 0\n'
+                '2026-11-30 10:01:00,000 INFO: [HDRNe..][epoch:  0, iter:     100, lr:(2.000e-03,)] [eta: 0:01:00]\n'
+                '2026-11-30 10:01:00,500 INFO: Saving models and training states.\n'
+                '2026-11-30 10:01:20,000 INFO: Validation Set5\n'
+                '2026-11-30 10:01:30,000 INFO: [HDRNe..][epoch:  0, iter:     150, lr:(1.000e-03,)] [eta: 0:00:30]\n'
+                '2026-11-30 10:01:35,000 INFO: [HDRNe..][epoch:  0, iter:     160, lr:(1.000e-03,)] [eta: 0:00:25]\n')
+    with open(osp.join(folder, 'train_b.log'), 'w') as f:
+        f.write('2026-11-30 11:00:00,000 INFO: Resuming training from epoch: 0, iter: 100.\n'
+                '2026-11-30 11:00:01,000 INFO: Start training from epoch: 0, iter: 100\n'
+                '2026-11-30 11:01:01,000 INFO: [HDRNe..][epoch:  0, iter:   1,200, lr:(1.000e-05,)] [eta: 0:00:00]\n'
+                '2026-11-30 11:01:02,000 INFO: End of training. Time consumed: 0:01:01\n')
+    # the validation pass ended after iteration 100, so it is not in the first part's 60 s either
+    assert training_seconds(exp_name) == pytest.approx(60 + 61)
+    with open(osp.join(folder, 'train_b.log'), 'w') as f:  # resumed half-way between two logged iterations
+        f.write('2026-11-30 11:00:01,000 INFO: Start training from epoch: 0, iter: 155\n'
+                '2026-11-30 11:01:01,000 INFO: End of training. Time consumed: 0:01:00\n')
+    assert training_seconds(exp_name) == pytest.approx(92.5 - 19.5 + 60)  # 10:01:32.5, less the validation
+
+
+def test_the_equal_time_baseline_is_charged_the_whole_label_build_time(teacher, tiny_pairs, exp_name, tmp_path,
+                                                                       monkeypatch):
+    """One rule in the ablation and the demo: the student alone gets the recipe run's training time plus the
+    whole time its cached labels took to build."""
+    recipe = kd_options(exp_name, tiny_pairs, teacher, total_iter=2)
+    labels = tmp_path / 'labels.npy'
+    os.makedirs(labels)
+    json.dump({'complete': True, 'seconds': 30.0, 'ensemble': 'x8', 'count': 4, 'device': 'cpu'},
+              open(labels / 'manifest.json', 'w'))
+    recipe['datasets']['train'].update(type='KDPairedImageDataset', dataroot_teacher=str(labels))
+    monkeypatch.setattr(runner, 'finished', lambda opt: True)
+    monkeypatch.setattr(runner, 'training_seconds', lambda name: 90.0)
+    monkeypatch.setattr(runner, 'equal_time_record', lambda *a: {'student_iteration_s': 0.5})
+    assert runner.options_for(recipe, 'no_kd_equal_time', 0, 2, str(tmp_path))['train']['total_iter'] == 240
+    assert runner.label_seconds(variants.variant_options(recipe, 'recipe', 0)) == 30.0
+    assert runner.label_seconds(variants.variant_options(recipe, 'no_kd', 0)) == 0.0
+    recipe['datasets']['train'].pop('dataroot_teacher')  # online distillation: nothing to charge
+    assert runner.options_for(recipe, 'no_kd_equal_time', 0, 2, str(tmp_path))['train']['total_iter'] == 180
+    rows = [{'run': 'recipe', 'minutes': 1.5, 'label_minutes': 0.5, 'iterations': [2]},
+            {'run': 'no_kd_equal_time', 'minutes': 2.1, 'label_minutes': 0.0, 'iterations': [240]}]
+    for row in rows:
+        row['Set5_psnr'] = {'mean': 30.0, 'std': None}
+        row['Set5_ssim'] = {'mean': 0.9}
+    text = runner.table(rows, ['Set5'], 'title')
+    assert '| recipe | 2 | 1.5 | 0.5 | 1.00 |' in text and '| no_kd_equal_time | 240 | 2.1 |  | 1.05 |' in text
+    assert 'trained 2.1 min against the recipe\'s 2.0 min (measured, labels included' in text
+
+
 def test_a_cached_label_recipe_is_ablated_against_baselines_without_labels(teacher, tiny_pairs, tmp_path):
     recipe = kd_options('abl', tiny_pairs, teacher)
     recipe['datasets']['train'].update(type='KDPairedImageDataset', dataroot_teacher=str(tmp_path / 'labels'))
@@ -324,4 +399,4 @@ def test_a_cached_label_recipe_is_ablated_against_baselines_without_labels(teach
     json.dump({'ensemble': 'x8', 'count': 4, 'seconds': 12.5, 'device': 'cpu'},
               open(tmp_path / 'labels' / 'manifest.json', 'w'))
     note = runner.labels_note(recipe)
-    assert 'built once in 12.5 s on cpu' in note and 'not in any run\'s train min' in note
+    assert 'built in 12.5 s on cpu' in note and 'charged the whole build time (labels min)' in note

@@ -195,8 +195,12 @@ def test_auto_autocast_is_bf16_only_where_the_hardware_computes_it(teacher_path,
         assert kd_config.native_bf16(cpu) is native
         assert kd_config.teacher_dtype({'autocast': 'auto'}, cpu) is (torch.bfloat16 if native else None)
         assert kd_config.teacher_dtype({'autocast': 'bf16'}, cpu) is torch.bfloat16  # asked for: kept, with a warning
-    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: False)
+    # torch's own rule on a V100 or T4: bf16 only emulated, which is_bf16_supported() counts unless told not to
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: including_emulation)
     assert kd_config.teacher_dtype({'autocast': 'auto'}, cuda) is torch.float16
+    assert not kd_config.native_bf16(cuda)
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)  # A100, H100
+    assert kd_config.teacher_dtype({'autocast': 'auto'}, cuda) is torch.bfloat16
     with pytest.raises(ValueError, match=r"train.teacher.autocast: 'int8' is not one of auto, bf16, fp16 or fp32"):
         kd_config.teacher_dtype({'autocast': 'int8'}, cpu)
 

@@ -14,6 +14,8 @@ from basicsr.data import build_dataset
 from basicsr.models import build_model
 
 from kd_plugin.cli import prepare
+from kd_plugin.data.label_arrays import LabelArrays
+from kd_plugin.data.lr_identity import pixel_digest
 from kd_plugin.distill.teacher_labels import label, self_ensemble, tiled
 from tests.helpers import experiment, fails_cleanly, tool_in_process, torchrun_train, train, train_log, write_options
 from tests.kd_fixtures import TINY_TEACHER, all_losses, kd_model_options, kd_options, save_teacher
@@ -65,12 +67,20 @@ def test_labels_are_written_with_a_manifest_an_lmdb_and_arrays(label_set, tiny_p
 
     assert [t['sha256'] for t in manifest['teachers']] == [sha256(teacher)]
     assert manifest['teachers'][0]['arch']['type'] == 'HDRNet'
+    assert manifest['teachers'][0]['param_key'] == 'params' and manifest['precision'] == 'fp32'
     assert manifest['lr_source'] == {'dataroot_lq': osp.join(tiny_pairs, 'LR'), 'io_backend': 'disk'}
+    # the LR images' identity: a digest of each decoded image, and each file's size and time
+    lr1 = cv2.imread(osp.join(tiny_pairs, 'LR', 'img1.png'))
+    assert manifest['lr_sha256']['img1'] == pixel_digest(lr1) and sorted(manifest['lr_sha256']) == manifest['names']
+    assert manifest['lr_files']['img1'][0] == os.path.getsize(osp.join(tiny_pairs, 'LR', 'img1.png'))
     assert sorted(os.listdir(out)) == ['img0.png', 'img1.png', 'img2.png', 'img3.png', 'manifest.json']
     assert json.load(open(osp.join(out + '.lmdb', 'manifest.json'))) == manifest
     assert json.load(open(osp.join(out + '.npy', 'manifest.json'))) == manifest
-    assert sorted(os.listdir(out + '.npy')) == ['img0.npy', 'img1.npy', 'img2.npy', 'img3.npy', 'manifest.json']
-    assert np.array_equal(np.load(osp.join(out + '.npy', 'img1.npy')), cv2.imread(osp.join(out, 'img1.png')))
+    assert sorted(os.listdir(out + '.npy')) == ['index.json', 'labels.u8', 'manifest.json']
+    arrays = LabelArrays(out + '.npy')
+    assert os.path.getsize(osp.join(out + '.npy', 'labels.u8')) == 4 * 64 * 64 * 3
+    for name in manifest['names']:
+        assert np.array_equal(arrays[name], cv2.imread(osp.join(out, f'{name}.png')))
     # each label is the teacher's whole-image x8 output, rounded to 8 bits
     stored = cv2.imread(osp.join(out, 'img1.png'))[:, :, ::-1].astype(np.float32) / 255.0
     expected = whole_image_x8(teacher, osp.join(tiny_pairs, 'LR', 'img1.png'))
@@ -137,32 +147,31 @@ def test_array_labels_give_the_samples_png_labels_give_bit_for_bit(label_set, ti
         assert torch.equal(png['gt'], arrays['gt']) and torch.equal(png['lq'], arrays['lq'])
         assert png['teacher'].dtype == arrays['teacher'].dtype == torch.float32
         assert torch.equal(png['teacher'], arrays['teacher'])
-        assert arrays['teacher_path'].endswith('.npy')
-    # the memory-mapped files were only read: flips happen on a copy
-    assert np.array_equal(np.load(osp.join(out + '.npy', 'img1.npy')), cv2.imread(osp.join(out, 'img1.png')))
+        assert arrays['teacher_path'] == osp.join(out + '.npy', osp.splitext(osp.basename(arrays['gt_path']))[0])
+    # the memory-mapped file was only read: flips happen on a copy
+    assert np.array_equal(LabelArrays(out + '.npy')['img1'], cv2.imread(osp.join(out, 'img1.png')))
 
 
-def test_array_label_maps_are_reused_bounded_and_not_pickled(label_set, tiny_pairs, monkeypatch):
+def test_array_labels_are_one_map_per_process_and_not_pickled(label_set, tiny_pairs, monkeypatch):
     import pickle
     import random
 
-    from kd_plugin.data import kd_paired_dataset
+    from kd_plugin.data import label_arrays
 
     _, out = label_set
     random.seed(5)
-    reference = [label_dataset(tiny_pairs, out + '.npy')[i % 4]['teacher'] for i in range(8)]
-    monkeypatch.setattr(kd_paired_dataset, 'MAPPED_LABELS_MAX', 2)
+    reference = [label_dataset(tiny_pairs, out)[i % 4]['teacher'] for i in range(8)]
+    opened = []
+    real_memmap = np.memmap
+    monkeypatch.setattr(label_arrays.np, 'memmap', lambda *a, **k: opened.append(a[0]) or real_memmap(*a, **k))
     random.seed(5)
     dataset = label_dataset(tiny_pairs, out + '.npy')
-    opened = []
-    real_load = np.load
-    monkeypatch.setattr(kd_paired_dataset.np, 'load', lambda *a, **k: opened.append(a[0]) or real_load(*a, **k))
     samples = [dataset[i % 4]['teacher'] for i in range(8)]
     assert all(torch.equal(a, b) for a, b in zip(samples, reference))
-    assert 0 < len(dataset._maps) <= 2
-    dataset[7 % 4]  # mapped by the last call: no new open
-    assert len(opened) == 8 and len(set(opened)) == 4  # 4 images cycled through 2 map slots
-    assert pickle.loads(pickle.dumps(dataset))._maps == {}
+    assert opened == [osp.join(out + '.npy', 'labels.u8')]  # one map for every label, opened at the first read
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert copy.arrays._data is None  # a spawned worker maps the file itself
+    assert np.array_equal(copy.arrays['img1'], cv2.imread(osp.join(out, 'img1.png')))
 
 
 def test_tiled_labels_equal_whole_image_labels():
@@ -209,6 +218,17 @@ def test_a_cached_label_step_runs_the_teacher_zero_times(teacher, tmp_path):
     with_features.feed_data({**batch, 'teacher': torch.rand(2, 3, 32, 32)})
     with_features.optimize_parameters(1)
     assert calls.count(2) == 1
+    # zoom-in and zoom-out run the teacher on their own inputs only: no pass on the patch that nothing reads
+    zooms = kd_model_options(teacher, losses, str(tmp_path))
+    zooms['train']['upcycle'] = {'zoom_in': {'prob': 1.0}, 'zoom_out': {'prob': 1.0}}
+    zooming = build_model(zooms)
+    inputs = []
+    zooming.net_t.register_forward_hook(lambda module, args, out: inputs.append(tuple(args[0].shape)))
+    zooming.feed_data({'lq': torch.rand(2, 3, 16, 16), 'gt': torch.rand(2, 3, 32, 32),
+                       'teacher': torch.rand(2, 3, 32, 32)})
+    zooming.optimize_parameters(1)
+    assert sorted(inputs) == [(2, 3, 8, 8), (2, 3, 16, 16)]  # the zoom-out input and the zoom-in tiles
+    assert set(zooming.log_dict) == {'l_pix', 'l_dist', 'l_up_in', 'l_up_out'}
 
 
 def test_a_cached_label_run_trains_resumes_and_runs_under_torchrun(label_set, tiny_pairs, teacher, exp_name,
@@ -240,9 +260,16 @@ def test_a_cached_label_run_trains_resumes_and_runs_under_torchrun(label_set, ti
     ('missing', ["no label for 'img0'"]),
     ('arrays_size', ["label 'img2' is 60x64, its GT 64x64"]),
     ('arrays_missing', ["no label for 'img0'"]),
+    ('arrays_old', ['an array folder of the earlier kind', '--npy: the arrays are rebuilt from the PNG labels']),
+    ('lr_other', ["1 of the 4 LR images in dataroot_lq", "(e.g. ['img1']", 'labels of inputs it never sees',
+                  '--overwrite']),
+    ('param_key', ["made from the checkpoint's 'params_ema' weights, and this run's teacher loads 'params'",
+                   'path.param_key_t: params_ema']),
+    ('old_manifest', ['built by an earlier kd_plugin', '--overwrite']),
     ('lmdb_on_disk', ["is an LMDB, which is read through io_backend lmdb, and this set's io_backend is disk",
                       'prepare teacher-labels --npy']),
-    ('srmodel', ["teacher labels are read by KDModel only, and model_type is 'SRModel'"]),
+    ('srmodel', ["teacher labels are read by KDModel (or a model registered as a subclass of it) only, and "
+                 "model_type is 'SRModel'"]),
     ('unfinished', ['is unfinished']),
 ])
 def test_labels_that_do_not_belong_to_the_run_are_refused_before_anything_is_written(
@@ -264,9 +291,25 @@ def test_labels_that_do_not_belong_to_the_run_are_refused_before_anything_is_wri
     elif spoil == 'missing':
         os.remove(osp.join(labels, 'img0.png'))
     elif spoil == 'arrays_size':
-        np.save(osp.join(labels, 'img2.npy'), np.zeros((64, 60, 3), np.uint8))
+        index = json.load(open(osp.join(labels, 'index.json')))
+        index['labels']['img2'][1:3] = [64, 60]
+        json.dump(index, open(osp.join(labels, 'index.json'), 'w'))
     elif spoil == 'arrays_missing':
-        os.remove(osp.join(labels, 'img0.npy'))
+        index = json.load(open(osp.join(labels, 'index.json')))
+        del index['labels']['img0']
+        json.dump(index, open(osp.join(labels, 'index.json'), 'w'))
+    elif spoil == 'arrays_old':
+        os.remove(osp.join(labels, 'index.json'))  # one .npy per label, as kd_plugin wrote them before
+    elif spoil == 'lr_other':  # a degraded copy of the LR images under the same names and sizes
+        other = tmp_path / 'LR_other'
+        shutil.copytree(osp.join(tiny_pairs, 'LR'), other)
+        img = cv2.imread(str(other / 'img1.png'))
+        cv2.imwrite(str(other / 'img1.png'), cv2.GaussianBlur(img, (5, 5), 1.0))
+        opt['datasets']['train']['dataroot_lq'] = str(other)
+    elif spoil == 'param_key':
+        manifest['teachers'][0]['param_key'] = 'params_ema'
+    elif spoil == 'old_manifest':
+        del manifest['lr_sha256']
     elif spoil == 'srmodel':
         opt['model_type'] = 'SRModel'
         opt.pop('network_t')
@@ -292,7 +335,7 @@ def test_prepare_teacher_labels_resumes_and_never_overwrites_a_finished_set(tiny
     added = build_labels(opt_path, out, '--ensemble', 'none', '--npy')
     assert added.returncode == 0, added.stderr[-2000:]
     assert {n: os.path.getmtime(osp.join(out, n)) for n in os.listdir(out)} == before
-    assert np.array_equal(np.load(osp.join(out + '.npy', 'img2.npy')), cv2.imread(osp.join(out, 'img2.png')))
+    assert np.array_equal(LabelArrays(out + '.npy')['img2'], cv2.imread(osp.join(out, 'img2.png')))
     twice = build_labels(opt_path, out, '--ensemble', 'none', '--npy')
     assert twice.returncode == 2 and 'already exists (a finished label set is kept)' in twice.stderr
 

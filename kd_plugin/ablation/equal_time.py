@@ -39,7 +39,7 @@ from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.models import build_model
 
 from kd_plugin.ablation.variants import variant_options
-from kd_plugin.device import pick_device
+from kd_plugin.device import pick_device, speed_facts
 from kd_plugin.heap import steady_heap
 from kd_plugin.runs import dataset_from_project_root, from_project_root, with_total_iter
 
@@ -136,19 +136,36 @@ def measure_ratio(recipe: dict[str, Any], block: int = BLOCK) -> dict[str, Any]:
     return {'recipe_sha256': recipe_digest(recipe), 'block': block, 'recipe_iteration_s': seconds['recipe'],
             'student_iteration_s': seconds['student'], 'ratio': seconds['recipe'] / seconds['student'],
             'measured': 'whole training iterations (data loading, feed_data, scheduler, optimizer step), '
-                        'timed block by block in turn in one process', 'threads': torch.get_num_threads()}
+                        'timed block by block in turn in one process', 'threads': torch.get_num_threads(),
+            'machine': speed_facts(pick_device('auto'))}
+
+
+def retime_reason(saved: dict[str, Any] | None, recipe: dict[str, Any]) -> str | None:
+    """Why a recorded timing cannot size runs of ``recipe`` on this machine (None when it can): there is none,
+    the recipe changed, or it was timed on another device, CPU, thread count or torch version."""
+    if not saved:
+        return 'no timing recorded yet'
+    if saved.get('recipe_sha256') != recipe_digest(recipe):
+        return 'the recipe changed since it was timed'
+    here, there = speed_facts(pick_device('auto')), saved.get('machine') or {}
+    differ = [f'{key} {there.get(key)!r} -> {value!r}' for key, value in here.items() if there.get(key) != value]
+    return f'timed on another machine ({"; ".join(differ)})' if differ else None
 
 
 def equal_time_record(recipe: dict[str, Any], total_iter: int, record: str) -> dict[str, Any]:
     """Both runs' seconds per whole iteration, measured once and kept in ``record`` (JSON) with the recipe's
-    digest: later invocations with the same recipe read it (so the equal-time baseline's finished runs
-    stay valid), and an edited recipe is timed again. A recipe of ``total_iter`` < 40 iterations is timed
-    in blocks of its own length."""
+    digest and the machine's speed facts (:func:`kd_plugin.device.speed_facts`): later invocations with the
+    same recipe on the same machine read it (so the equal-time baseline's finished runs stay valid); an
+    edited recipe, or another device, CPU, thread count or torch version, is timed again, with one printed
+    line saying why. A recipe of ``total_iter`` < 40 iterations is timed in blocks of its own length."""
     saved = None
     if osp.isfile(record):
         with open(record) as f:
             saved = json.load(f)
-    if not saved or saved.get('recipe_sha256') != recipe_digest(recipe):
+    reason = retime_reason(saved, recipe)
+    if reason:
+        if saved:
+            print(f'equal time: timing again ({record}): {reason}', flush=True)
         saved = measure_ratio(recipe, block=min(BLOCK, total_iter))
         os.makedirs(osp.dirname(osp.abspath(record)), exist_ok=True)
         with open(record, 'w') as f:

@@ -25,12 +25,14 @@ from kd_plugin.ablation.variants import (
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set, resolve_set
 from kd_plugin.checkpoint_io import sha256
 from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
-from kd_plugin.data.label_cache import read_manifest
+from kd_plugin.data.label_cache import build_seconds, read_manifest
 from kd_plugin.device import pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
+from kd_plugin.models.kd_model import is_kd_model
 from kd_plugin.runs import (
     PROJECT_ROOT,
     experiment_dir,
+    from_project_root,
     latest_weights,
     launch_train,
     load_options,
@@ -111,15 +113,17 @@ def options_for(recipe: dict[str, Any], variant: str, seed: int, total_iter: int
     recipe's iterations in this ablation.
 
     The equal-time baseline (``no_kd_equal_time``) trains for the iterations that fit in the measured
-    training time of the same seed's finished recipe run, at the student's cost per iteration timed in
-    ``<out>/equal_time.json``; ``RuntimeError`` when that recipe run has not finished."""
+    training time of the same seed's finished recipe run plus, for a recipe on cached labels, the whole time
+    their build took (:func:`label_seconds`: every seed is charged all of it, as a researcher training one
+    student pays it), at the student's cost per iteration timed in ``<out>/equal_time.json``;
+    ``RuntimeError`` when that recipe run has not finished."""
     if variant == 'no_kd_equal_time':
         recipe_run = options_for(recipe, 'recipe', seed, total_iter, out)
         if not finished(recipe_run):
             raise RuntimeError(f'[ablation] no_kd_equal_time (seed {seed}) is given the measured training time of '
                                f'experiments/{recipe_run["name"]}, which has not finished: train the recipe first '
                                '(--variants ... recipe; the runner orders it before the baseline)')
-        total_iter = iterations_in(training_seconds(recipe_run['name']),
+        total_iter = iterations_in(training_seconds(recipe_run['name']) + label_seconds(recipe),
                                    equal_time_record(recipe, total_iter, osp.join(out, 'equal_time.json')))
     return with_checkpoint_checksums(variant_options(recipe, variant, seed, total_iter))
 
@@ -170,7 +174,7 @@ def summarise(recipe: dict[str, Any], variants: list[str], seeds: list[int], sco
               set_names: list[str], trained: dict[str, tuple[int, float]]) -> list[dict[str, Any]]:
     """One row per variant: per set the seeds' values, mean, std and the paired Δ against ``no_kd``.
 
-    ``trained``: run name -> (iterations, training minutes)."""
+    ``trained``: run name -> (iterations, training minutes, label-building minutes charged to the run)."""
     rows = [{'run': label, **{f'{s}_{m}': {'mean': scores[label][f'{s}_{m}'], 'std': None, 'values': {}}
                               for s in set_names for m in ('psnr', 'ssim')}} for label in ('bicubic', 'teacher')]
     per_seed = {v: {s: scores[run_name(recipe, v, s)] for s in seeds} for v in variants}
@@ -179,6 +183,7 @@ def summarise(recipe: dict[str, Any], variants: list[str], seeds: list[int], sco
         row: dict[str, Any] = {'run': v, 'seeds': seeds,
                                'minutes': statistics.mean(trained[n][1] for n in names),
                                'minutes_per_seed': {s: trained[n][1] for s, n in zip(seeds, names)},
+                               'label_minutes': statistics.mean(trained[n][2] for n in names),
                                'iterations': sorted({trained[n][0] for n in names})}
         for s_name in set_names:
             for metric in ('psnr', 'ssim'):
@@ -199,24 +204,30 @@ def summarise(recipe: dict[str, Any], variants: list[str], seeds: list[int], sco
 EQUAL_TIME_TOLERANCE = 0.10
 
 
+def total_minutes(row: dict[str, Any]) -> float:
+    """A row's time: measured training plus the label building charged to it."""
+    return row['minutes'] + row.get('label_minutes', 0.0)
+
+
 def time_check(rows: list[dict[str, Any]]) -> str | None:
     """A line saying how the equal-time baseline's measured training time compares with the recipe's
-    (mean over seeds), and whether it is within ±10 %; None without both rows."""
-    minutes = {r['run']: r['minutes'] for r in rows if 'minutes' in r}
+    (its training plus its labels' build; mean over seeds), and whether it is within ±10 %; None without
+    both rows."""
+    minutes = {r['run']: total_minutes(r) for r in rows if 'minutes' in r}
     if 'no_kd_equal_time' not in minutes or 'recipe' not in minutes:
         return None
     ratio = minutes['no_kd_equal_time'] / minutes['recipe']
     verdict = 'within' if abs(ratio - 1) <= EQUAL_TIME_TOLERANCE else '**outside**'
     return (f'Equal time: the student alone trained {minutes["no_kd_equal_time"]:.1f} min against the recipe\'s '
-            f'{minutes["recipe"]:.1f} min (measured, mean over seeds): {ratio:.2f}x, {verdict} ±'
+            f'{minutes["recipe"]:.1f} min (measured, labels included, mean over seeds): {ratio:.2f}x, {verdict} ±'
             f'{EQUAL_TIME_TOLERANCE:.0%}.')
 
 
 def table(rows: list[dict[str, Any]], set_names: list[str], title: str, labels_note: str | None = None) -> str:
-    recipe_minutes = next((r['minutes'] for r in rows if r['run'] == 'recipe'), None)
-    lines = [title, '', '| run | iterations | train min | x recipe time | ' + ' | '.join(
+    recipe_minutes = next((total_minutes(r) for r in rows if r['run'] == 'recipe'), None)
+    lines = [title, '', '| run | iterations | train min | labels min | x recipe time | ' + ' | '.join(
         f'{s} PSNR mean ± std (Δ vs no_kd ± SE; Δ vs equal time) / SSIM' for s in set_names) + ' |',
-        '|---|---|---|---|' + '---|' * len(set_names)]
+        '|---|---|---|---|---|' + '---|' * len(set_names)]
     for r in rows:
         cells = []
         for s in set_names:
@@ -230,21 +241,32 @@ def table(rows: list[dict[str, Any]], set_names: list[str], title: str, labels_n
             cells.append(f'{text} / {ssim["mean"]:.4f}')
         iters = ', '.join(str(i) for i in r.get('iterations', [])) or ''
         minutes = f'{r["minutes"]:.1f}' if 'minutes' in r else ''
-        share = f'{r["minutes"] / recipe_minutes:.2f}' if 'minutes' in r and recipe_minutes else ''
-        lines.append(f'| {r["run"]} | {iters} | {minutes} | {share} | ' + ' | '.join(cells) + ' |')
+        labels = f'{r["label_minutes"]:.1f}' if r.get('label_minutes') else ''
+        share = f'{total_minutes(r) / recipe_minutes:.2f}' if 'minutes' in r and recipe_minutes else ''
+        lines.append(f'| {r["run"]} | {iters} | {minutes} | {labels} | {share} | ' + ' | '.join(cells) + ' |')
     notes = [note for note in (time_check(rows), labels_note) if note]
     return '\n'.join(lines + [''] * bool(notes) + notes) + '\n'
 
 
+def label_seconds(opt: dict[str, Any]) -> float:
+    """The time building the cached teacher labels of a run's options took (their manifest), 0 for a run
+    without them. The one rule of the ablation and the demo: a run on cached labels is charged the whole
+    build time."""
+    if not uses_cached_labels(opt):
+        return 0.0
+    return build_seconds(from_project_root(opt['datasets']['train'][LABEL_ROOT]))
+
+
 def labels_note(recipe: dict[str, Any]) -> str | None:
-    """For a recipe on cached teacher labels: what building them cost, once for every seed and run."""
+    """For a recipe on cached teacher labels: what building them cost, and how that time is charged."""
     if not uses_cached_labels(recipe):
         return None
     root = recipe['datasets']['train'][LABEL_ROOT]
-    manifest = read_manifest(osp.join(PROJECT_ROOT, root)) or {}
-    return (f'Teacher labels: {root} ({manifest.get("ensemble")}, {manifest.get("count")} images), built once in '
-            f'{manifest.get("seconds")} s on {manifest.get("device")} (its manifest.json); shared by every seed and '
-            'run, and not in any run\'s train min.')
+    manifest = read_manifest(from_project_root(root)) or {}
+    return (f'Teacher labels: {root} ({manifest.get("ensemble")}, {manifest.get("count")} images), built in '
+            f'{manifest.get("seconds")} s on {manifest.get("device")} (its manifest.json). Every run that reads them '
+            'is charged the whole build time (labels min), and the equal-time baseline of each seed is given the '
+            'recipe run\'s training time plus that build time.')
 
 
 def with_overrides(recipe: dict[str, Any], teacher: str | None, total_iter: int | None) -> dict[str, Any]:
@@ -263,8 +285,8 @@ def with_overrides(recipe: dict[str, Any], teacher: str | None, total_iter: int 
 def checked_request(recipe: dict[str, Any], variants: list[str] | None, seeds: list[int]) -> list[str]:
     """The variants to train (``None``: the defaults; ``['all']``: every one the recipe allows); ``ValueError``
     naming the option for a file that is not a KD recipe, a repeated seed or a variant that does not apply."""
-    if recipe.get('model_type') != 'KDModel' or 'network_t' not in recipe:
-        raise ValueError('-opt: not a KD options file (model_type: KDModel with network_t)')
+    if not is_kd_model(recipe.get('model_type')) or 'network_t' not in recipe:
+        raise ValueError('-opt: not a KD options file (model_type: KDModel or a subclass of it, with network_t)')
     if len(set(seeds)) != len(seeds):
         raise ValueError(f'--seeds {" ".join(map(str, seeds))}: a seed is repeated; give each seed once')
     allowed = available_variants(recipe)
@@ -296,7 +318,8 @@ def run_ablation(recipe: dict[str, Any], source: str, variants: list[str], seeds
     for variant, seed in runs:
         opt = options_for(recipe, variant, seed, iters, out)
         train_run(opt, osp.join(out, 'options'))
-        trained[opt['name']] = (opt['train']['total_iter'], training_seconds(opt['name']) / 60)
+        trained[opt['name']] = (opt['train']['total_iter'], training_seconds(opt['name']) / 60,
+                                label_seconds(opt) / 60)
     set_names = [osp.basename(osp.normpath(s)) for s in sets]
     scores = score(recipe, runs, sets, data_root, osp.join(out, 'scores.json'))
     variants = list(dict.fromkeys(variants))  # the table keeps the order asked for
@@ -307,7 +330,8 @@ def run_ablation(recipe: dict[str, Any], source: str, variants: list[str], seeds
              f'{", ".join(map(str, seeds))}; Y-PSNR (dB) mean ± sample std over seeds, Δ = mean paired '
              f'difference to no_kd ± its standard error ("within noise" when |Δ| < 2 SE); SSIM mean; crop '
              f'{recipe["scale"]}, grey images on their own channel; train min = measured wall time of the training '
-             'loop (log timestamps), mean over seeds.')
+             'loop (log timestamps), mean over seeds; labels min = the build time of the cached teacher labels a run '
+             'reads, charged in full to it; x recipe time = (train + labels) / the recipe\'s.')
     text = table(rows, set_names, title, labels_note(recipe))
     with open(osp.join(out, 'ablation.md'), 'w') as f:
         f.write(text)

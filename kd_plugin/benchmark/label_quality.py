@@ -19,7 +19,8 @@ import torch
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import imfrombytes, img2tensor
 
-from kd_plugin.data.label_cache import file_client, teacher_specs, training_pairs
+from kd_plugin.data.label_cache import teacher_specs, training_pairs
+from kd_plugin.data.lr_identity import file_client
 from kd_plugin.distill.teacher_labels import TeacherRunner, label
 from kd_plugin.model_loading import load_model
 

@@ -32,7 +32,8 @@ from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_se
 from kd_plugin.checkpoint_io import verify_listed_sha256
 from kd_plugin.cli.common import Parser, tool
 from kd_plugin.data.bundled_photos import prepare_photos
-from kd_plugin.data.kd_paired_dataset import ARRAYS_SUFFIX, LABEL_ROOT
+from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
+from kd_plugin.data.label_arrays import ARRAYS_SUFFIX
 from kd_plugin.data.label_cache import build_label_set, ensemble_in_name, load_teachers, read_manifest
 from kd_plugin.device import pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
@@ -76,7 +77,7 @@ def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
         opt = dict(kd_opt, path={**kd_opt['path'], 'pretrain_network_t': teacher})
         teachers, precision = load_teachers(opt, None, device, fp32=True)
         manifest = build_label_set(train_set, kd_opt['scale'], teachers, ensemble, arrays[:-len(ARRAYS_SUFFIX)],
-                                   device, precision, npy=True,
+                                   device, precision, npy=True, reuse=True,  # another demo may have built it meanwhile
                                    progress=lambda items: tqdm(items, desc='labels', unit='image'))
     else:
         print(f'[3/{STEPS}] teacher labels: {arrays} (built earlier in {manifest["seconds"]} s, counted below)',

@@ -9,26 +9,19 @@ from basicsr.utils import FileClient, bgr2ycbcr, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torchvision.transforms.functional import normalize
 
+from kd_plugin.data.label_arrays import LabelArrays, holds_arrays
+
 #: The option that names the label folder (or LMDB) of ``python -m kd_plugin.cli.prepare teacher-labels``.
 LABEL_ROOT = 'dataroot_teacher'
-#: A label folder whose name ends so holds one uncompressed ``<stem>.npy`` (HWC uint8 BGR) per label.
-ARRAYS_SUFFIX = '.npy'
-#: How many label arrays one dataset (one loader worker) keeps mapped; past it the maps are dropped and reopened.
-MAPPED_LABELS_MAX = 1024
-
-
-def holds_arrays(root: str) -> bool:
-    """Whether the label set ``root`` is an array folder (``prepare teacher-labels --npy``)."""
-    return osp.normpath(root).endswith(ARRAYS_SUFFIX)
 
 
 def label_location(gt_path: str, root: str, backend: str) -> str:
-    """Where the label of GT image ``gt_path`` lives: ``<root>/<GT stem>.npy`` in an array folder, else the
-    LMDB key (the GT's key, its file stem) or ``<root>/<GT stem>.png`` (labels are PNG whatever the GT's
-    format)."""
+    """Where the label of GT image ``gt_path`` lives: ``<root>/<GT stem>`` in an array store (``<root>`` ending
+    in ``.npy``; the stem is its index key), else the LMDB key (the GT's key, its file stem) or
+    ``<root>/<GT stem>.png`` (labels are PNG whatever the GT's format)."""
     name = osp.splitext(osp.basename(gt_path))[0]
     if holds_arrays(root):
-        return osp.join(root, name + ARRAYS_SUFFIX)
+        return osp.join(root, name)  # a name in the store's index, shown as a path
     if backend == 'lmdb':
         return gt_path
     return osp.join(root, name + '.png')
@@ -55,10 +48,9 @@ class KDPairedImageDataset(PairedImageDataset):
     work unchanged because the label is one more image of the same sample.
 
     A PNG or LMDB label is decoded whole before the crop, like the GT: a third HR-sized decode per sample.
-    An array folder (``dataroot_teacher: ...npy``, any ``io_backend`` for GT/LQ) is memory-mapped and only the
-    crop is read, which keeps a cached-label sample about as cheap to load as a plain one. Each process keeps
-    up to ``MAPPED_LABELS_MAX`` maps open, because opening one costs about as much as everything else the
-    label adds to a sample.
+    An array store (``dataroot_teacher: ...npy``, any ``io_backend`` for GT/LQ;
+    :mod:`kd_plugin.data.label_arrays`) is one file memory-mapped once per process, and only the crop is read,
+    which keeps a cached-label sample about as cheap to load as a plain one whatever the set's size.
     """
 
     def __init__(self, opt: dict[str, Any]) -> None:
@@ -73,20 +65,7 @@ class KDPairedImageDataset(PairedImageDataset):
             self.io_backend_opt['client_keys'] = [*self.io_backend_opt['client_keys'], 'teacher']
         for item in self.paths:
             item['teacher_path'] = label_location(item['gt_path'], self.label_root, backend)
-        self._maps: dict[str, np.ndarray] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        # a spawned loader worker maps its own labels; pickled maps would be copied whole
-        return {**self.__dict__, '_maps': {}}
-
-    def _mapped_label(self, path: str) -> np.ndarray:
-        """The label array at ``path``, memory-mapped read-only (uint8 HWC); maps are reused within a process."""
-        label = self._maps.get(path)
-        if label is None:
-            if len(self._maps) >= MAPPED_LABELS_MAX:
-                self._maps.clear()
-            label = self._maps[path] = np.load(path, mmap_mode='r')
-        return label
+        self.arrays = LabelArrays(self.label_root) if self.label_arrays else None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not self.label_root:
@@ -98,7 +77,7 @@ class KDPairedImageDataset(PairedImageDataset):
         img_gt = imfrombytes(self.file_client.get(item['gt_path'], 'gt'), float32=True)
         img_lq = imfrombytes(self.file_client.get(item['lq_path'], 'lq'), float32=True)
         if self.label_arrays:
-            img_label = self._mapped_label(item['teacher_path'])  # uint8; cropped before it is read
+            img_label = self.arrays[osp.basename(item['teacher_path'])]  # uint8; cropped before it is read
         else:
             img_label = imfrombytes(self.file_client.get(item['teacher_path'], 'teacher'), float32=True)
         if img_label.shape != img_gt.shape:

@@ -2,12 +2,14 @@
 
 A label set is a folder of 8-bit PNGs, one per training image, named after the GT image's stem, with
 ``manifest.json``; ``--lmdb`` adds ``<folder>.lmdb`` (BasicSR's LMDB, keys = stems) and ``--npy`` adds
-``<folder>.npy`` (one uncompressed ``<stem>.npy`` per label, read crop-only by memory map), each with the
-same manifest inside. ``datasets.train.dataroot_teacher`` of a ``KDPairedImageDataset`` points at any of them.
+``<folder>.npy`` (every label in one uncompressed file, read crop-only by memory map:
+:mod:`kd_plugin.data.label_arrays`), each with the same manifest inside. ``datasets.train.dataroot_teacher``
+of a ``KDPairedImageDataset`` points at any of them.
 
-The manifest says what made the labels (each teacher's arch and checkpoint SHA-256, the scale, the
-ensemble, tiling, precision, the LR source) and for which images (their count and names), so that a
-run can refuse labels that do not belong to its options before it trains.
+The manifest says what made the labels (each teacher's arch, checkpoint SHA-256 and parameter key, the
+scale, the ensemble, tiling, precision) and from which images (their names, and the identity of each LR
+image: :mod:`kd_plugin.data.lr_identity`), so that a run can refuse labels that do not belong to its
+options before it trains. One build at a time writes a label set (a lock beside it, ``<folder>.lock``).
 """
 import json
 import os
@@ -21,28 +23,45 @@ from typing import Any
 import numpy as np
 import torch
 from basicsr.data.data_util import paired_paths_from_folder, paired_paths_from_lmdb, paired_paths_from_meta_info_file
-from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils import imfrombytes, img2tensor
 from PIL import Image
 
 from kd_plugin.checkpoint_io import sha256
+from kd_plugin.data import lr_identity
 from kd_plugin.data.image_io import name_difference, write_image
-from kd_plugin.data.kd_paired_dataset import ARRAYS_SUFFIX, LABEL_ROOT, holds_arrays
+from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
+from kd_plugin.data.label_arrays import (
+    ARRAYS_SUFFIX,
+    INDEX_FILE,
+    LabelArrays,
+    holds_arrays,
+    old_store_error,
+    write_label_arrays,
+)
 from kd_plugin.data.lmdb_builder import build_lmdb
+from kd_plugin.data.lr_identity import file_client, stem
 from kd_plugin.distill.teacher_labels import ENSEMBLES, TeacherRunner, label
-from kd_plugin.model_loading import ModelSpec, load_model, parse_model
-from kd_plugin.models.kd_config import teacher_dtype
+from kd_plugin.file_lock import exclusive
+from kd_plugin.model_loading import TOP_LEVEL, ModelSpec, load_model, parse_model
+from kd_plugin.models.kd_config import precision_name, teacher_dtype
+from kd_plugin.models.kd_model import is_kd_model
 
 MANIFEST = 'manifest.json'
-#: Manifest fields that must agree for a partial label set to be continued.
-_SIGNATURE = ('teachers', 'scale', 'ensemble', 'tile', 'tile_overlap', 'precision', 'lr_source', 'names')
+#: Manifest fields that must agree for a partial label set to be continued (or a finished one reused).
+_SIGNATURE = ('teachers', 'scale', 'ensemble', 'tile', 'tile_overlap', 'precision', 'lr_source', 'names',
+              'lr_sha256')
+#: Fields a manifest written before kd_plugin recorded them lacks; such a set is rebuilt.
+_RECORDED_SINCE = ('lr_sha256', 'lr_files')
 
 
 @dataclass
 class Teacher:
-    """One teacher of a label set: its arch options, checkpoint and the forward that labels with it."""
+    """One teacher of a label set: its arch options, checkpoint, the checkpoint entry its weights came from
+    (``params``, ``params_ema`` or ``(top level)``) and the forward that labels with it."""
     arch: dict[str, Any]
     checkpoint: str
     forward: Callable[[torch.Tensor], torch.Tensor]
+    param_key: str = 'params'
 
 
 def teacher_specs(opt: dict[str, Any], specs: list[str] | None) -> list[ModelSpec]:
@@ -59,8 +78,8 @@ def load_teachers(opt: dict[str, Any], specs: list[str] | None, device: torch.de
     """The teachers of a label set for KD options ``opt``: each ``OPTIONS.yml[@CHECKPOINT.pth]`` of ``specs``,
     else the file's ``network_t`` with ``path.pretrain_network_t``; each on ``device`` in the file's
     ``train.teacher`` fast path (fp32 with ``fp32``). Returns them and the precision's name."""
-    if opt.get('model_type') != 'KDModel' or 'network_t' not in opt:
-        raise ValueError('not a KD options file (model_type: KDModel with network_t)')
+    if not is_kd_model(opt.get('model_type')) or 'network_t' not in opt:
+        raise ValueError('not a KD options file (model_type: KDModel or a subclass of it, with network_t)')
     teacher_opt = opt['train'].get('teacher') or {}
     dtype = None if fp32 else teacher_dtype(teacher_opt, device)
     teachers = []
@@ -68,8 +87,8 @@ def load_teachers(opt: dict[str, Any], specs: list[str] | None, device: torch.de
         if spec.upscale not in (None, opt['scale']):
             raise ValueError(f'--teacher {spec.source}: upscales x{spec.upscale}, the options file is x{opt["scale"]}')
         runner = TeacherRunner(load_model(spec).to(device), dtype, bool(teacher_opt.get('channels_last')))
-        teachers.append(Teacher(dict(spec.arch), spec.checkpoint, runner))
-    return teachers, 'fp32' if dtype is None else str(dtype).removeprefix('torch.')
+        teachers.append(Teacher(dict(spec.arch), spec.checkpoint, runner, spec.loaded_key))
+    return teachers, precision_name(dtype)
 
 
 def training_pairs(train_set: dict[str, Any]) -> list[dict[str, str]]:
@@ -82,10 +101,6 @@ def training_pairs(train_set: dict[str, Any]) -> list[dict[str, str]]:
     if train_set.get('meta_info_file'):
         return paired_paths_from_meta_info_file(folders, ['lq', 'gt'], train_set['meta_info_file'], tmpl)
     return paired_paths_from_folder(folders, ['lq', 'gt'], tmpl)
-
-
-def stem(path: str) -> str:
-    return osp.splitext(osp.basename(path))[0]
 
 
 def default_output(train_set: dict[str, Any], teachers: list[Teacher], ensemble: str) -> str:
@@ -116,6 +131,16 @@ def read_manifest(root: str) -> dict[str, Any] | None:
         return json.load(f)
 
 
+def build_seconds(root: str) -> float:
+    """How long building the finished label set ``root`` took, from its manifest (``ValueError`` naming the fix
+    when it has none)."""
+    manifest = read_manifest(root)
+    if manifest is None or 'seconds' not in manifest:
+        raise ValueError(f'{LABEL_ROOT} {root!r}: no finished label set there (its manifest.json records the build '
+                         'time). Fix: python -m kd_plugin.cli.prepare teacher-labels -opt <the options file>')
+    return float(manifest['seconds'])
+
+
 def _write_manifest(root: str, manifest: dict[str, Any]) -> None:
     tmp = osp.join(root, MANIFEST + '.tmp')
     with open(tmp, 'w') as f:
@@ -126,29 +151,44 @@ def _write_manifest(root: str, manifest: dict[str, Any]) -> None:
 def build_label_set(train_set: dict[str, Any], scale: int, teachers: list[Teacher], ensemble: str, output: str,
                     device: torch.device, precision: str, tile: int = 0, tile_overlap: int = 16,
                     lmdb: bool = False, overwrite: bool = False, npy: bool = False,
-                    progress: Callable[[Iterable], Iterable] = lambda x: x) -> dict[str, Any]:
+                    progress: Callable[[Iterable], Iterable] = lambda x: x, reuse: bool = False) -> dict[str, Any]:
     """Label every whole LR image of ``train_set`` and write the label set to ``output`` (and
     ``<output>.lmdb`` with ``lmdb``, ``<output>.npy`` with ``npy``); returns the manifest.
 
-    Labels go to ``<output>.partial`` first, each PNG under a temporary name then renamed, so an
-    interrupted build continues where it stopped (same teachers and settings, else an error) and a
-    finished ``output`` is never touched unless ``overwrite``, and then only replaced once the new set is
-    complete. A finished ``output`` of the same teachers, settings and images that lacks a store asked for
-    (``lmdb``, ``npy``) gets it from its PNGs, without labelling again. Everything that can be refused is
-    refused before the first label is written."""
+    One build at a time: a second process building the same ``output`` waits for the first (lock
+    ``<output>.lock``), then finds its result. Labels go to ``<output>.partial`` first, each PNG under a
+    temporary name of this process then renamed, so an interrupted build continues where it stopped (same
+    teachers, settings and LR images, else an error), and the set is marked complete only once every label is
+    there. A finished ``output`` is never touched unless ``overwrite``, and then only replaced once the new set
+    is complete; with ``reuse``, a finished set of the same teachers, settings and LR images that has every
+    store asked for is returned as it is (without ``reuse``, that is an error, as any finished ``output`` is).
+    A finished set that lacks a store asked for (``lmdb``, ``npy``) gets it from its PNGs, without labelling
+    again. Everything that can be refused is refused before the first label is written."""
+    with exclusive(output + '.lock', f'teacher labels {output}'):
+        return _build_locked(train_set, scale, teachers, ensemble, output, device, precision, tile, tile_overlap,
+                             lmdb, overwrite, npy, progress, reuse)
+
+
+def _build_locked(train_set: dict[str, Any], scale: int, teachers: list[Teacher], ensemble: str, output: str,
+                  device: torch.device, precision: str, tile: int, tile_overlap: int, lmdb: bool, overwrite: bool,
+                  npy: bool, progress: Callable[[Iterable], Iterable], reuse: bool) -> dict[str, Any]:
     pairs = training_pairs(train_set)
     manifest = {
-        'teachers': [{'arch': t.arch, 'checkpoint': t.checkpoint, 'sha256': sha256(t.checkpoint)} for t in teachers],
+        'teachers': [{'arch': t.arch, 'checkpoint': t.checkpoint, 'sha256': sha256(t.checkpoint),
+                      'param_key': t.param_key} for t in teachers],
         'scale': scale, 'ensemble': ensemble, 'tile': tile, 'tile_overlap': tile_overlap, 'precision': precision,
         'lr_source': {'dataroot_lq': train_set['dataroot_lq'], 'io_backend': train_set['io_backend']['type']},
         'count': len(pairs), 'names': sorted(stem(p['gt_path']) for p in pairs),
+        **lr_identity.record(train_set, pairs),
     }
     lmdb_path, arrays_path = output + '.lmdb', output + ARRAYS_SUFFIX
     stores = [path for path, wanted in ((lmdb_path, lmdb), (arrays_path, npy)) if wanted]
     finished = read_manifest(output) if osp.isdir(output) else None
-    if (not overwrite and finished and finished.get('complete') and stores
-            and all(finished.get(k) == manifest[k] for k in _SIGNATURE)
-            and not any(osp.exists(path) for path in stores)):
+    same = (not overwrite and finished and finished.get('complete')
+            and all(finished.get(k) == manifest[k] for k in _SIGNATURE))
+    if same and reuse and all(osp.exists(path) for path in stores):
+        return finished
+    if same and stores and not any(osp.exists(path) for path in stores):
         _write_stores(output, stores, finished['names'], overwrite)
         return finished
     for done in [output] + stores:
@@ -174,9 +214,13 @@ def build_label_set(train_set: dict[str, Any], scale: int, teachers: list[Teache
         lq = img2tensor(imfrombytes(client.get(pair['lq_path'], 'lq'), float32=True), bgr2rgb=True, float32=True)
         out = label([t.forward for t in teachers], lq[None].to(device), scale, ensemble, tile, tile_overlap)[0]
         img = (out.clamp(0, 1).cpu().permute(1, 2, 0).numpy()[:, :, ::-1] * 255.0).round().astype(np.uint8)
-        tmp = target[:-len('.png')] + '.tmp.png'
+        tmp = target[:-len('.png')] + f'.tmp{os.getpid()}.png'
         write_image(tmp, img)
         os.replace(tmp, target)
+    missing = [name for name in manifest['names'] if not osp.isfile(osp.join(partial, name + '.png'))]
+    if missing:
+        raise RuntimeError(f'{partial}: {len(missing)} labels are missing after the build (e.g. {missing[:3]}), so it '
+                           'is not marked complete. Fix: rerun the same command, which labels only those')
     manifest.update(complete=True, seconds=round(time.time() - start + (earlier or {}).get('seconds', 0), 1),
                     device=str(device))
     _write_manifest(partial, manifest)
@@ -194,46 +238,15 @@ def _write_stores(output: str, stores: list[str], names: list[str], overwrite: b
             build_lmdb(output, path, overwrite=overwrite)
             shutil.copy(osp.join(output, MANIFEST), osp.join(path, MANIFEST))
         else:
-            write_arrays(output, path, names)
-
-
-def write_arrays(folder: str, arrays_path: str, names: list[str]) -> None:
-    """The PNG labels ``<folder>/<name>.png`` as ``<arrays_path>/<name>.npy`` (HWC uint8, decoded as
-    ``KDPairedImageDataset`` decodes a PNG label) with the folder's manifest; written beside, then moved into
-    place whole."""
-    partial = arrays_path + f'.partial{os.getpid()}'
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
-    for name in names:
-        with open(osp.join(folder, name + '.png'), 'rb') as f:
-            np.save(osp.join(partial, name + ARRAYS_SUFFIX), imfrombytes(f.read()))
-    shutil.copy(osp.join(folder, MANIFEST), osp.join(partial, MANIFEST))
-    if osp.exists(arrays_path):
-        shutil.rmtree(arrays_path)
-    os.replace(partial, arrays_path)
-
-
-def file_client(train_set: dict[str, Any], which: str) -> FileClient:
-    """BasicSR's ``FileClient`` for the training set's ``which`` images (``lq`` or ``gt``), folder or LMDB;
-    read with ``client.get(path, which)``."""
-    backend = dict(train_set['io_backend'])
-    if backend['type'] == 'lmdb':
-        backend.update(db_paths=[train_set[f'dataroot_{which}']], client_keys=[which])
-    return FileClient(backend.pop('type'), **backend)
+            write_label_arrays(output, path, names, osp.join(output, MANIFEST))
 
 
 # ----------------------------------------------------------------------------- checks before a run
 def _sizes(root: str, names: list[str], backend: str) -> dict[str, tuple[int, int]]:
-    """``{stem: (width, height)}`` of the images ``names`` (stems) in a folder, an array folder or an LMDB
-    (its meta_info)."""
+    """``{stem: (width, height)}`` of the images ``names`` (stems) in a folder, an array store (its index) or
+    an LMDB (its meta_info)."""
     if holds_arrays(root):
-        sizes = {}
-        for name in names:
-            path = osp.join(root, name + ARRAYS_SUFFIX)
-            if osp.isfile(path):
-                h, w = np.load(path, mmap_mode='r').shape[:2]
-                sizes[name] = (w, h)
-        return sizes
+        return LabelArrays(root).sizes()
     if backend == 'lmdb' or root.endswith('.lmdb'):
         sizes = {}
         with open(osp.join(root, 'meta_info.txt')) as f:
@@ -251,19 +264,23 @@ def _sizes(root: str, names: list[str], backend: str) -> dict[str, tuple[int, in
     return sizes
 
 
-def check_label_set(opt: dict[str, Any], sha_of: Callable[[str], str] = sha256) -> None:
+def check_label_set(opt: dict[str, Any], teacher_sha256: str | None = None, teacher_key: str | None = None) -> None:
     """Refuse, naming the fix, a ``dataroot_teacher`` that does not belong to this run: on a model that is not
-    ``KDModel``; a PNG folder or LMDB that the set's ``io_backend`` cannot read (an array folder suits
-    any); a label set without a finished manifest; one made at another scale, by another teacher
-    (checkpoint SHA-256), or for other images; a missing label or one of another size than its GT."""
+    ``KDModel`` (or a registered subclass of it); a PNG folder or LMDB that the set's ``io_backend`` cannot read
+    (an array store suits any); a label set without a finished manifest, or one written before the manifest
+    recorded the LR images; one made at another scale, by another teacher (``teacher_sha256``, the SHA-256 of
+    ``path.pretrain_network_t``) or from another entry of its checkpoint (``teacher_key``: ``params``,
+    ``params_ema`` or ``(top level)``), for other images, or from other LR images than ``dataroot_lq`` holds;
+    a missing label or one of another size than its GT."""
     train_set = (opt.get('datasets') or {}).get('train') or {}
     root = train_set.get(LABEL_ROOT)
     if not root:
         return
     fix = 'Fix: python -m kd_plugin.cli.prepare teacher-labels -opt <this options file>'
-    if opt.get('model_type') != 'KDModel':
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: teacher labels are read by KDModel only, and model_type is '
-                         f'{opt.get("model_type")!r}. Fix: model_type: KDModel, or remove {LABEL_ROOT}')
+    if not is_kd_model(opt.get('model_type')):
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: teacher labels are read by KDModel (or a model registered as '
+                         f'a subclass of it) only, and model_type is {opt.get("model_type")!r}. Fix: model_type: '
+                         f'KDModel, or remove {LABEL_ROOT}')
     if train_set.get('type') != 'KDPairedImageDataset':
         raise ValueError(f'datasets.train.{LABEL_ROOT}: only KDPairedImageDataset reads labels; type is '
                          f'{train_set.get("type")!r}. Fix: type: KDPairedImageDataset')
@@ -279,23 +296,40 @@ def check_label_set(opt: dict[str, Any], sha_of: Callable[[str], str] = sha256) 
     if manifest is None or not manifest.get('complete'):
         state = 'has no manifest.json' if manifest is None else 'is unfinished'
         raise ValueError(f'datasets.train.{LABEL_ROOT}: {root!r} {state}. {fix}')
+    if holds_arrays(root) and not osp.isfile(osp.join(root, INDEX_FILE)):
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: {old_store_error(root)}')
+    if any(key not in manifest for key in _RECORDED_SINCE) or any('param_key' not in t for t in manifest['teachers']):
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: {root!r} was built by an earlier kd_plugin, whose manifest '
+                         'does not record which LR images and which checkpoint entry made the labels. '
+                         f'{fix} --overwrite')
     if manifest['scale'] != opt['scale']:
         raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} are x{manifest["scale"]}, this run is '
                          f'x{opt["scale"]}. {fix}')
-    teacher = opt['path'].get('pretrain_network_t')
-    if teacher and osp.isfile(teacher):
-        made_by = {t['sha256'] for t in manifest['teachers']}
-        if sha_of(teacher) not in made_by:
+    if teacher_sha256:
+        made_by = [t for t in manifest['teachers'] if t['sha256'] == teacher_sha256]
+        if not made_by:
             raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} were made by '
                              f'{", ".join(t["checkpoint"] for t in manifest["teachers"])} (SHA-256 '
-                             f'{", ".join(sorted(s[:12] for s in made_by))}...), not by path.pretrain_network_t '
-                             f'{teacher!r}. {fix}')
+                             f'{", ".join(sorted(t["sha256"][:12] for t in manifest["teachers"]))}...), not by '
+                             f'path.pretrain_network_t {opt["path"].get("pretrain_network_t")!r}. {fix}')
+        key = teacher_key or TOP_LEVEL
+        if all(t['param_key'] != key for t in made_by):
+            raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} were made from the checkpoint\'s '
+                             f'{made_by[0]["param_key"]!r} weights, and this run\'s teacher loads {key!r} '
+                             f'(path.param_key_t). Fix: set path.param_key_t: {made_by[0]["param_key"]}, or rebuild: '
+                             f'{fix.removeprefix("Fix: ")} --overwrite')
     pairs = training_pairs(train_set)
     names = sorted(stem(p['gt_path']) for p in pairs)
     if names != manifest['names']:
         raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} are for other images than '
                          f'dataroot_gt ({name_difference(names, manifest["names"], ("dataroot_gt", "the labels"))}). '
                          f'{fix}')
+    other = lr_identity.changed(train_set, pairs, manifest)
+    if other:
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: {len(other)} of the {len(names)} LR images in dataroot_lq '
+                         f'{train_set["dataroot_lq"]!r} are not those the labels in {root!r} were made from (e.g. '
+                         f'{other[:3]}; the labels were made from {manifest["lr_source"]["dataroot_lq"]!r}), so the '
+                         f'student would learn labels of inputs it never sees. {fix} --overwrite')
     gt_sizes = _sizes(train_set['dataroot_gt'], names, backend)
     label_sizes = _sizes(root, names, backend)
     for name in names:

@@ -144,7 +144,8 @@ def native_bf16(device: torch.device) -> bool:
     or AMX. Elsewhere torch emulates bf16 through fp32, and autocast makes a teacher slower, not faster: the
     EDSR 64x16 teacher ran at 0.14x its fp32 speed on an AVX2-only AMD EPYC (README "What KD costs per step")."""
     if device.type == 'cuda':
-        return torch.cuda.is_bf16_supported()
+        # torch >= 2.4 counts emulated bf16 (pre-Ampere GPUs: V100, T4) as supported unless told not to
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != 'cpu':
         return False
     # torch's own capability probes (what inductor asks); an older torch without them gets fp32

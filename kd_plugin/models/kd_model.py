@@ -31,6 +31,17 @@ def adapter_checkpoint(opt: dict, resume_state: str) -> str:
     return osp.join(opt['path']['models'], f'{ADAPTER_LABEL}_{stem}.pth')
 
 
+def is_kd_model(model_type: object) -> bool:
+    """Whether ``model_type`` (an options file's ``model_type``) names ``KDModel`` or a model registered in
+    BasicSR's ``MODEL_REGISTRY`` as a subclass of it (a researcher's own loss schedule, say), which gets every
+    check and feature ``KDModel`` gets. Resolved through the registry, so the subclass's package must be
+    imported first (as its own training entry point does)."""
+    if not isinstance(model_type, str) or model_type not in MODEL_REGISTRY:
+        return False
+    cls = MODEL_REGISTRY.get(model_type)
+    return isinstance(cls, type) and issubclass(cls, KDModel)
+
+
 @MODEL_REGISTRY.register()
 class KDModel(SRModel):
     """Distil ``network_t`` (frozen, from ``path.pretrain_network_t``) into ``network_g``.
@@ -155,12 +166,14 @@ class KDModel(SRModel):
         self.teacher_label = data['teacher'].to(self.device) if 'teacher' in data else None
 
     def needs_live_teacher(self) -> bool:
-        """Whether this step runs the teacher: without cached labels always; with them only for the terms
-        that need it live (feature matching, forward adaptation, zoom-in, zoom-out). Output distillation and
-        label consistency use the cached label."""
-        if self.teacher_label is None or self.cri_feat or self.cri_fwd:
+        """Whether this step runs the teacher on the batch's patches: for feature matching and forward
+        adaptation always (they read its features), and for output distillation and label consistency only
+        without cached labels (with them, they compare with the label). Zoom-in and zoom-out run the teacher
+        on their own inputs, whatever this says."""
+        if self.cri_feat or self.cri_fwd:
             return True
-        return bool(self.upcycle) and any(name in self.upcycle.parts for name in ('zoom_in', 'zoom_out'))
+        consistency = bool(self.upcycle) and 'consistency' in self.upcycle.parts
+        return self.teacher_label is None and bool(self.cri_dist or consistency)
 
     def teacher_forward(self, lq: torch.Tensor) -> torch.Tensor:
         """The teacher's SR output ``[B, C, s*h, s*w]`` for ``lq`` ``[B, C, h, w]`` in the configured fast
