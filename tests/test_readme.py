@@ -1,7 +1,11 @@
-"""Every command in the README's bash blocks refers to files and modules that exist and start.
+"""The README and the pages under docs/: every command in their bash blocks refers to files and modules
+that exist and start, with flags the tools accept; every relative link and image resolves; every options file
+they name exists.
 
 The long-running ones are exercised for real elsewhere: ``make test`` by CI, ``make demo`` by
 test_demo, the benchmark/ablation/infer/kd_overhead/prepare modules by their own tests."""
+import functools
+import glob
 import re
 import shlex
 import sys
@@ -12,14 +16,43 @@ import yaml
 
 from tests.helpers import ROOT, run
 
-README = open(osp.join(ROOT, 'README.md')).read()
-COMMANDS = [line.split('  #')[0].strip() for block in re.findall(r'```bash\n(.*?)```', README, re.S)
+
+def _read(name: str) -> str:
+    with open(osp.join(ROOT, name)) as f:
+        return f.read()
+
+
+def _commands(text: str) -> list[str]:
+    """The command lines of a page's ```bash blocks (comments dropped)."""
+    return [line.split('  #')[0].strip() for block in re.findall(r'```bash\n(.*?)```', text, re.S)
             for line in block.splitlines() if line.strip() and not line.strip().startswith('#')]
+
+
+#: README.md and every docs/*.md page, by path relative to the project root
+PAGES = {name: _read(name) for name in
+         ['README.md', *sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'docs', '*.md')))]}
+README = PAGES['README.md']
+README_COMMANDS = _commands(README)
+#: every command of every page, once (the first page that shows it)
+COMMANDS = list(dict.fromkeys(c for text in PAGES.values() for c in _commands(text)))
 PLACEHOLDERS = ('FILE', '...', 'IMG', 'DIR', 'HR_DIR', '<')
 
 
+def test_docs_pages_exist():
+    """The front page links into docs/, one page per job."""
+    for page in ('options', 'data', 'training', 'benchmark-and-ablation', 'results', 'archs', 'inference-and-export',
+                 'gpu-check', 'troubleshooting', 'reliability'):
+        assert f'docs/{page}.md' in PAGES, f'docs/{page}.md is missing'
+        assert f'](docs/{page}.md' in README, f'README.md does not link to docs/{page}.md'
+
+
+def test_readme_starts_with_the_main_job_and_the_tests():
+    assert README_COMMANDS[:2] == ['make demo', 'make test'], README_COMMANDS[:2]
+
+
 def test_readme_shows_the_commands_a_user_needs():
-    """The main job, the tests, and each documented tool appear as commands to copy."""
+    """The main job, the tests, and each documented tool appear as commands to copy, in the README or a docs
+    page."""
     starts = ['make demo', 'make test', 'python kd_plugin/cli/train.py -opt', 'python kd_plugin/cli/test.py -opt',
               'torchrun --nproc_per_node=', 'python -m kd_plugin.cli.prepare div2k',
               'python -m kd_plugin.cli.benchmark --model', 'python -m kd_plugin.cli.ablation -opt',
@@ -27,13 +60,15 @@ def test_readme_shows_the_commands_a_user_needs():
               'python -m kd_plugin.cli.kd_overhead', 'python -m kd_plugin.cli.slicing',
               'python -m kd_plugin.cli.prepare teacher-labels -opt']
     for start in starts:
-        assert any(c.startswith(start) for c in COMMANDS), f'no README command starts with {start!r}'
+        assert any(c.startswith(start) for c in COMMANDS), f'no README/docs command starts with {start!r}'
     assert any(c.startswith('python -m kd_plugin.cli.ablation') and '--seeds 0 1 2' in c for c in COMMANDS)
     assert any(c.startswith('python -m kd_plugin.cli.infer') and '.onnx' in c for c in COMMANDS)
 
 
 @pytest.mark.parametrize('command', COMMANDS)
 def test_readme_command_refers_to_real_files(command):
+    """A command of the README or a docs page names options, checkpoints and scripts that exist, and make targets
+    the Makefile has."""
     words = shlex.split(command)
     for word in words:
         for part in word.rpartition('=')[2].split('@'):
@@ -74,6 +109,7 @@ def test_readme_modules_start():
         assert status == '0' and 'usage:' in output, f'{module}: exit {status}\n{output[-1000:]}'
 
 
+@functools.cache
 def _help(module: str, sub: str | None) -> str:
     """``--help`` of a tool (and sub-command), in this process."""
     import contextlib
@@ -91,6 +127,7 @@ BASICSR_FLAGS = {'-opt', '--launcher', '--auto_resume', '--debug', '--local_rank
 
 
 def test_every_flag_a_readme_command_shows_is_accepted():
+    """Every flag a README or docs command passes is one the tool's --help (or BasicSR's parser) lists."""
     for command in COMMANDS:
         words = shlex.split(command)
         if 'kd_plugin/cli/train.py' in command or 'kd_plugin/cli/test.py' in command:
@@ -109,3 +146,45 @@ def test_every_flag_a_readme_command_shows_is_accepted():
             if flag.startswith('-') and not flag.lstrip('-').isdigit():
                 assert re.search(rf'(?<![\w-]){re.escape(flag)}(?![\w-])', text), \
                     f'`{command}`: {flag} is not an option of {found.group(1)} {sub or ""}'
+
+
+def _outside_code(text: str) -> str:
+    """A page without its fenced code blocks and inline code (where `[x](y)` is not a link)."""
+    return re.sub(r'`[^`\n]*`', '', re.sub(r'```.*?```', '', text, flags=re.S))
+
+
+#: (page, target) of every relative markdown link and image; the anchor after ``#`` is not checked
+LINKS = [(page, target) for page, text in PAGES.items()
+         for target in re.findall(r'!?\[[^\]]*\]\(([^)\s]+)(?:\s+"[^"]*")?\)', _outside_code(text))
+         if not re.match(r'[a-z]+:', target) and not target.startswith('#')]
+
+
+@pytest.mark.parametrize('page,target', LINKS)
+def test_relative_links_and_images_resolve(page, target):
+    path = osp.normpath(osp.join(ROOT, osp.dirname(page), target.split('#')[0]))
+    assert osp.exists(path), f'{page}: link {target} points to {osp.relpath(path, ROOT)}, which does not exist'
+
+
+def test_pages_have_links_to_check():
+    """The link test above has something to check (the README links into docs/ and shows a figure)."""
+    assert any(page == 'README.md' and target.endswith('.png') for page, target in LINKS)
+    assert len({page for page, _ in LINKS}) > 5
+
+
+#: every ``options/....yml`` named anywhere in the pages (prose, tables, code), placeholders and patterns aside
+OPTIONS_FILES = sorted({name for text in PAGES.values()
+                        for name in re.findall(r'(?<![\w/.])options/[\w./+-]+?\.yml(?![\w])', text)
+                        if '...' not in name})
+
+
+@pytest.mark.parametrize('name', OPTIONS_FILES)
+def test_every_options_file_named_exists(name):
+    pages = [page for page, text in PAGES.items() if name in text]
+    assert osp.isfile(osp.join(ROOT, name)), f'{name} (named in {", ".join(pages)}) does not exist'
+    with open(osp.join(ROOT, name)) as f:
+        assert isinstance(yaml.safe_load(f), dict), f'{name} is not an options mapping'
+
+
+def test_options_files_are_found():
+    assert len(OPTIONS_FILES) > 20
+    assert 'options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_x4.yml' in OPTIONS_FILES
