@@ -1,11 +1,34 @@
-"""Install kd_plugin next to BasicSR 1.4.2 (editable install recommended: ``pip install -e .``)."""
+"""Install kd_plugin next to BasicSR 1.4.2: ``pip install -e .`` in a checkout, or ``pip install <checkout or
+wheel>`` as a dependency of your own project. Either way the tools run in the current folder (your project):
+experiments/, results/ and the relative paths of options files are there."""
+import glob
+
 from setuptools import find_packages, setup
+
+#: ``kd-<tool>`` for each ``kd_plugin.cli.<module>`` (``python -m kd_plugin.cli.<module>`` works as well).
+TOOLS = {'train': 'train', 'test': 'test', 'prepare': 'prepare', 'demo': 'demo', 'benchmark': 'benchmark',
+         'ablation': 'ablation', 'infer': 'infer', 'export': 'export', 'overhead': 'kd_overhead',
+         'slicing': 'slicing', 'arch-cost': 'arch_cost', 'label-quality': 'label_quality',
+         'label-scale': 'label_scale', 'gpu-check': 'gpu_check'}
+
+
+def shipped_files() -> list[tuple[str, list[str]]]:
+    """The options files and checkpoints kd_plugin ships, installed under ``<prefix>/share/kd_plugin/`` with their
+    repository paths (``kd_plugin.runs.shipped`` finds them there)."""
+    files = sorted(glob.glob('options/**/*.yml', recursive=True)) + sorted(glob.glob('checkpoints/*'))
+    folders: dict[str, list[str]] = {}
+    for path in files:
+        folders.setdefault(f'share/kd_plugin/{path.rsplit("/", 1)[0]}', []).append(path)
+    return sorted(folders.items())
+
 
 setup(
     name='kd_plugin',
     version='0.1.0',
     description='Knowledge distillation for image super-resolution, as a BasicSR plugin',
     packages=find_packages(include=['kd_plugin', 'kd_plugin.*']),
+    data_files=shipped_files(),
+    entry_points={'console_scripts': [f'kd-{name}=kd_plugin.cli.{module}:main' for name, module in TOOLS.items()]},
     python_requires='>=3.10,<3.14',
     install_requires=[
         # torch 2.14.1 / torchvision 0.29.1 here; torch 2.11 on the GPU machines.

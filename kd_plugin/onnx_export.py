@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from os import path as osp
 from typing import Any
@@ -138,11 +139,13 @@ def check_images() -> list[np.ndarray]:
     return [np.ascontiguousarray(c.transpose(2, 0, 1)[None]) for c in crops]
 
 
-def compare(net: nn.Module, path: str) -> list[tuple[tuple[int, int], float]]:
+def compare(net: nn.Module, path: str,
+            progress: Callable[[str], None] = lambda step: None) -> list[tuple[tuple[int, int], float]]:
     """``[(LR size, max |ONNX - PyTorch|)]`` on :func:`check_images`."""
     onnx_net = OnnxNet(path)
     results = []
     for image in check_images():
+        progress(f'checking onnxruntime against PyTorch on an LR {image.shape[-2]}x{image.shape[-1]} crop')
         x = torch.from_numpy(image)
         with torch.no_grad():
             onnx_out, torch_out = onnx_net(x).numpy(), net(x).numpy()
@@ -162,11 +165,12 @@ def require_onnx() -> None:
         raise ValueError('export needs onnx and onnxruntime. Fix: pip install -e ".[export]"') from err
 
 
-def export_verified(net: nn.Module, output: str, opset: int, fp16: bool,
-                    metadata: dict[str, Any]) -> list[tuple[tuple[int, int], float]]:
+def export_verified(net: nn.Module, output: str, opset: int, fp16: bool, metadata: dict[str, Any],
+                    progress: Callable[[str], None] = lambda step: None) -> list[tuple[tuple[int, int], float]]:
     """Export ``net`` to ``output`` (written only once onnxruntime matches PyTorch within :data:`TOLERANCE`
     on the check photograph), with ``metadata`` and ``kd_plugin.precision``; returns the comparisons
-    ``[((h, w), max |diff|)]``. Raises :class:`ExportError`; a failed export leaves no file."""
+    ``[((h, w), max |diff|)]``. ``progress(step)`` is told each step as it starts. Raises :class:`ExportError`;
+    a failed export leaves no file."""
     require_onnx()
     precision = 'fp16' if fp16 else 'fp32'
     folder = osp.dirname(osp.abspath(output))
@@ -174,11 +178,13 @@ def export_verified(net: nn.Module, output: str, opset: int, fp16: bool,
     handle, tmp = tempfile.mkstemp(suffix='.onnx', dir=folder, prefix='.export-')
     os.close(handle)
     try:
+        progress(f'exporting (opset {opset}, dynamic height and width)')
         export_onnx(net, tmp, opset)
         if fp16:
+            progress('converting to fp16')
             to_fp16(tmp)
         set_metadata(tmp, {**metadata, 'kd_plugin.precision': precision})
-        results = compare(net, tmp)
+        results = compare(net, tmp, progress)
         worst = max(diff for _, diff in results)
         if not worst <= TOLERANCE[precision]:
             raise ExportError(f'the ONNX model differs from PyTorch by up to {worst:.3g} (tolerance '

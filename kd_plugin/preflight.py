@@ -19,9 +19,11 @@ from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only,
 from kd_plugin.compat.resume import latest_training_state, missing_checkpoint_error, resumed_networks
 from kd_plugin.data.image_io import list_images, name_difference
 from kd_plugin.data.label_cache import check_label_set
+from kd_plugin.data.multi_task_dataset import task_options
 from kd_plugin.distill.wiring import wire
 from kd_plugin.models.kd_config import KDConfig, probe_input, uses_adapters
 from kd_plugin.models.kd_model import adapter_checkpoint, is_kd_model
+from kd_plugin.registration import import_custom_modules
 
 
 class OptionError(ValueError):
@@ -202,6 +204,15 @@ def check_options(opt: dict[str, Any]) -> None:
         if dataset.get('type') in ('PairedImageDataset', 'KDPairedImageDataset'):
             lq = check_paired_dataset(phase, dataset, opt.get('scale', dataset.get('scale', 1)))
             check_window_multiple(opt, phase, lq)
+        elif dataset.get('type') == 'MultiTaskKDDataset':
+            try:
+                tasks = task_options(dataset)
+            except ValueError as err:
+                raise OptionError(str(err)) from err
+            for task, task_set in tasks.items():
+                check_paired_dataset(f'{phase}.tasks.{task}', dict(task_set, phase=dataset.get('phase')),
+                                     opt.get('scale', dataset.get('scale', 1)))
+            check_window_multiple(opt, phase, {})
     if not opt.get('is_train'):
         return
     try:
@@ -254,6 +265,10 @@ def checked_parse_options(parse_options: Callable) -> Callable:
             raise OptionError(f'-opt {err.filename}: no such options file. Fix: the path of a YAML options file, '
                               'relative to the current folder (e.g. options/train/...)') from err
         opt['dist_backend'] = torch.distributed.get_backend() if torch.distributed.is_initialized() else None
+        try:
+            import_custom_modules(opt)  # the file's own archs, losses and models, before anything is checked
+        except ValueError as err:
+            raise OptionError(str(err)) from err
         check_options(opt)
         resume = None
         if getattr(args, 'auto_resume', False):

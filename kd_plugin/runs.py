@@ -1,13 +1,17 @@
 """The project's layout on disk and how runs are derived and launched.
 
-Owns where things live (``experiments/<name>/models/net_g_latest.pth``, ``checkpoints/``, ``results/``),
-the one YAML loader for options files, shortened runs (one schedule rule for the demo, the ablation
-and the GPU check) and starting ``kd_plugin/cli/train.py`` in a subprocess from the project root, plain
-or under ``torchrun`` on a free port.
+Owns where things live: the *project root* is the current folder, the user's project (this checkout when run
+from it): ``experiments/<name>/models/net_g_latest.pth``, ``results/``, ``datasets/`` and every relative path of
+an options file are there, as BasicSR reads them, whether kd_plugin runs from a checkout or is installed as a
+dependency. The files kd_plugin ships (``options/``, ``checkpoints/``) are found by :func:`shipped`. Also here:
+the one YAML loader for options files, shortened runs (one schedule rule for the demo, the ablation and the GPU
+check) and starting ``kd_plugin/cli/train.py`` in a subprocess from the project root, plain or under
+``torchrun`` on a free port.
 """
 import datetime
 import os
 import re
+import site
 import socket
 import subprocess
 import sys
@@ -19,12 +23,42 @@ from typing import Any
 
 import yaml
 
-#: The project checkout: ``experiments/``, ``results/``, ``datasets/`` and ``checkpoints/`` live here.
-PROJECT_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TRAIN_SCRIPT = osp.join(PROJECT_ROOT, 'kd_plugin', 'cli', 'train.py')
-#: The shipped HDRNet x4 teacher (demo, GPU check), relative to the project root; SHA-256 in ``checkpoints/SHA256SUMS``.
+from kd_plugin.registration import import_custom_modules
+
+#: The folder this package was imported from lies in: a checkout (with ``options/`` and ``checkpoints/``), or
+#: ``site-packages`` of an installed kd_plugin.
+PACKAGE_PARENT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TRAIN_SCRIPT = osp.join(PACKAGE_PARENT, 'kd_plugin', 'cli', 'train.py')
+#: The shipped HDRNet x4 teacher (demo, GPU check), by its repository path; SHA-256 in ``checkpoints/SHA256SUMS``.
 SHIPPED_TEACHER = osp.join('checkpoints', 'HDRNet_T91_x4_12k.pth')
 SHA256SUMS = osp.join('checkpoints', 'SHA256SUMS')
+#: Where ``pip install`` puts the shipped files (setup.py's ``data_files``), below an installation prefix.
+SHARE = osp.join('share', 'kd_plugin')
+
+
+def project_root() -> str:
+    """The user's project: the current folder. Runs, results, prepared data and the relative paths of options
+    files live there (BasicSR reads an options file's paths from the current folder too)."""
+    return os.getcwd()
+
+
+def _installed_shares() -> list[str]:
+    """Folders where an installed kd_plugin's shipped files may be: beside the installation's
+    ``lib/pythonX.Y/site-packages``, under ``sys.prefix`` and under the user base."""
+    prefix = osp.abspath(osp.join(PACKAGE_PARENT, os.pardir, os.pardir, os.pardir))
+    return [osp.join(base, SHARE) for base in (prefix, sys.prefix, site.USER_BASE or '')]
+
+
+def shipped(path: str) -> str:
+    """A file kd_plugin ships (an options file or a checkpoint), by its repository path (``checkpoints/...``):
+    the project's own copy when there is one, else the checkout kd_plugin runs from, else the copy an installed
+    kd_plugin carries; where none exists, the project's path (so errors name it). Absolute paths pass unchanged."""
+    if osp.isabs(path):
+        return path
+    for base in (project_root(), PACKAGE_PARENT, *_installed_shares()):
+        if osp.exists(osp.join(base, path)):
+            return osp.join(base, path)
+    return osp.join(project_root(), path)
 
 
 def with_total_iter(opt: dict[str, Any], total_iter: int) -> dict[str, Any]:
@@ -53,13 +87,19 @@ def with_total_iter(opt: dict[str, Any], total_iter: int) -> dict[str, Any]:
 
 
 def load_options(path: str) -> dict[str, Any]:
-    """An options file as a dict (``ValueError`` naming the file when it is missing or not a mapping)."""
+    """An options file as a dict (``ValueError`` naming the file when it is missing or not a mapping), with the
+    modules it names in ``custom_imports`` imported (:func:`kd_plugin.registration.import_custom_modules`), so
+    that every tool that reads it knows the file's own archs, losses and models."""
     if not osp.isfile(path):
         raise ValueError(f'options file {path!r} does not exist')
     with open(path) as f:
         opt = yaml.safe_load(f)
     if not isinstance(opt, dict):
         raise ValueError(f'options file {path!r} is not a YAML mapping')
+    try:
+        import_custom_modules(opt)
+    except ValueError as err:
+        raise ValueError(f'options file {path!r}: {err}') from err
     return opt
 
 
@@ -75,22 +115,29 @@ def write_options(opt: dict[str, Any], folder: str) -> str:
 def from_project_root(path: str | None) -> str | None:
     """A path from an options file, which is relative to the project root (where runs start), made
     absolute; absolute paths and None pass unchanged."""
-    return path if path is None or osp.isabs(path) else osp.join(PROJECT_ROOT, path)
+    return path if path is None or osp.isabs(path) else osp.join(project_root(), path)
 
 
 def dataset_from_project_root(dataset_opt: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a dataset's options with its ``dataroot_*`` folders and ``meta_info_file`` made absolute
-    (:func:`from_project_root`), for code that reads the data from outside a run's working directory."""
-    return {key: from_project_root(value) if key.startswith('dataroot_') or key == 'meta_info_file' else value
-            for key, value in dataset_opt.items()}
+    """A copy of a dataset's options with its ``dataroot_*`` folders, ``meta_info_file`` and (in a multi-task
+    set's ``tasks``) each task's own paths made absolute (:func:`from_project_root`), for code that reads the data
+    from outside a run's working directory."""
+    def rooted(key: str, value: Any) -> Any:
+        if key.startswith('dataroot_') or key in ('meta_info_file', 'pretrain_network_t'):
+            return from_project_root(value)
+        if key == 'tasks' and isinstance(value, dict):
+            return {name: dataset_from_project_root(task) for name, task in value.items()}
+        return value
+
+    return {key: rooted(key, value) for key, value in dataset_opt.items()}
 
 
-def experiment_dir(name: str, root: str = PROJECT_ROOT) -> str:
-    """``<root>/experiments/<name>``: where BasicSR writes a training run."""
-    return osp.join(root, 'experiments', name)
+def experiment_dir(name: str, root: str | None = None) -> str:
+    """``<root>/experiments/<name>`` (``root``: the project root): where BasicSR writes a training run."""
+    return osp.join(root or project_root(), 'experiments', name)
 
 
-def latest_weights(name: str, root: str = PROJECT_ROOT) -> str:
+def latest_weights(name: str, root: str | None = None) -> str:
     """``experiments/<name>/models/net_g_latest.pth``: the student a finished run leaves."""
     return osp.join(experiment_dir(name, root), 'models', 'net_g_latest.pth')
 
@@ -102,21 +149,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: How a subprocess starts training: the module form, which runs in its working folder (the project root).
+TRAIN_MODULE = ['-m', 'kd_plugin.cli.train']
+
+
 def torchrun_command(opt_path: str, nproc: int = 1, *extra: str) -> list[str]:
-    """``torchrun --nproc_per_node=N --master_port=<free> kd_plugin/cli/train.py -opt opt_path --launcher pytorch``."""
+    """``torchrun --nproc_per_node=N --master_port=<free> -m kd_plugin.cli.train -opt opt_path --launcher
+    pytorch``, to run from the project root."""
     return [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', f'--master_port={free_port()}',
-            TRAIN_SCRIPT, '-opt', opt_path, '--launcher', 'pytorch', *extra]
+            *TRAIN_MODULE, '-opt', opt_path, '--launcher', 'pytorch', *extra]
 
 
 def launch_train(opt_path: str, *extra: str, on_line: Callable[[str], None] | None = None) -> tuple[int, float]:
-    """``python kd_plugin/cli/train.py -opt opt_path *extra`` from the project root; returns (exit status,
+    """``python -m kd_plugin.cli.train -opt opt_path *extra`` from the project root; returns (exit status,
     seconds). With ``on_line``, the run's output (stdout and stderr) is passed to it line by line
     instead of going to the terminal."""
-    cmd = [sys.executable, '-u', TRAIN_SCRIPT, '-opt', opt_path, *extra]
+    cmd = [sys.executable, '-u', *TRAIN_MODULE, '-opt', opt_path, *extra]
     start = time.time()
     if on_line is None:
-        return subprocess.run(cmd, cwd=PROJECT_ROOT).returncode, time.time() - start
-    with subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        return subprocess.run(cmd, cwd=project_root()).returncode, time.time() - start
+    with subprocess.Popen(cmd, cwd=project_root(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
             on_line(line)
         return proc.wait(), time.time() - start

@@ -65,7 +65,10 @@ def torchrun_train(opt_path: str, nproc: int = 2, timeout: int = 300, env: dict 
     """``torchrun --nproc_per_node=N kd_plugin/cli/train.py -opt F --launcher pytorch`` on a free port
     (:func:`kd_plugin.runs.torchrun_command`; ``script`` replaces train.py), on CPU processes (gloo) even where
     CUDA is present, so the test means the same on every machine."""
-    cmd = [script if part == TRAIN_SCRIPT else part for part in torchrun_command(opt_path, nproc)]
+    cmd = torchrun_command(opt_path, nproc)
+    if script != TRAIN_SCRIPT:
+        at = cmd.index('kd_plugin.cli.train')
+        cmd[at - 1:at + 1] = [script]
     return run(cmd, timeout=timeout, env={'CUDA_VISIBLE_DEVICES': '', **(env or {})})
 
 

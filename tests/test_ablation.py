@@ -25,7 +25,7 @@ def test_variants_differ_only_in_their_kd_terms(teacher, tiny_pairs):
     base['train']['pixel_opt'] = {'type': 'L1Loss', 'loss_weight': 1.0}
     names = variants.available_variants(base)
     assert names == ['no_kd', 'no_kd_equal_time', 'output', 'feature', 'forward', 'recipe_without_distill_opt',
-                     'recipe_without_feature_opt', 'recipe_without_forward_opt', 'recipe']
+                     'recipe_without_feature_opt', 'recipe_without_forward_opt', 'eco_hr_only', 'eco_full', 'recipe']
     opts = {v: variants.variant_options(base, v, seed=3, total_iter=8) for v in names}
     assert opts['no_kd']['model_type'] == 'SRModel' and 'network_t' not in opts['no_kd']
     assert 'pretrain_network_t' not in opts['no_kd']['path']
@@ -33,7 +33,11 @@ def test_variants_differ_only_in_their_kd_terms(teacher, tiny_pairs):
                 'forward': {'forward_opt'}, 'recipe_without_distill_opt': {'feature_opt', 'forward_opt'},
                 'recipe_without_feature_opt': {'distill_opt', 'forward_opt'},
                 'recipe_without_forward_opt': {'distill_opt', 'feature_opt'},
-                'recipe': {'distill_opt', 'feature_opt', 'forward_opt'}}
+                'recipe': {'distill_opt', 'feature_opt', 'forward_opt'}, 'eco_hr_only': {'eco'}, 'eco_full': {'eco'}}
+    # ECO: the recipe's pixel loss on the schedule (end_ratio 0.75 unless the recipe sets one), nothing else of KD
+    assert opts['eco_full']['train']['eco'] == {'end_ratio': 0.75, 'mode': 'full'}
+    assert opts['eco_hr_only']['train']['eco'] == {'end_ratio': 0.75, 'mode': 'hr_only'}
+    assert opts['eco_full']['model_type'] == 'KDModel' and opts['eco_full']['datasets'] == base['datasets']
     for v, opt in opts.items():
         assert {t for t in KD_INGREDIENTS if t in opt['train']} == expected[v], v
         rest = {k: x for k, x in opt['train'].items() if k not in KD_INGREDIENTS + ('teacher',)}
@@ -109,6 +113,7 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
     assert (f'{cell["mean"]:.2f} ± {cell["std"]:.2f} ({cell["delta"]["text"]}; equal time '
             f'{cell["delta_equal_time"]["text"]})') in table
 
+    assert f'[ablation] scored {exp_name}_ablation_recipe_s1 on Set5' in first.stdout  # a line per model scored
     again = tool_in_process(ablation_cli.main, *args)  # in this process: one start-up less
     assert again.returncode == 0 and again.stdout.count('finished earlier, skipped') == 6
     assert json.load(open(out / 'ablation.json'))['rows'] == result['rows']

@@ -70,7 +70,7 @@ def test_parameter_key_prefers_ema_like_basicsr_releases():
 
 
 
-def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
+def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path, capsys):
     edsr = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
     good = tiny_model(str(tmp_path), 'tiny_edsr', edsr)
     typo = tiny_model(str(tmp_path), 'typo', edsr)
@@ -95,6 +95,10 @@ def test_benchmark_end_to_end_with_bad_models_and_sets_in_their_rows(tmp_path):
                          '--scales', '2', '--lr-size', '16', '16', '--runs', '1', '--threads', '1',
                          '--output', str(out)])
     assert code == 0
+    printed = capsys.readouterr().out  # a line per model and set, progress bar or not
+    assert '[benchmark] x2 Bicubic on Set5: 33.67 dB' in printed and '[benchmark] x2 tiny_edsr on Set5: ' in printed
+    assert '[benchmark] x2 tiny_edsr: measuring cost' in printed
+    assert '[benchmark] x2 tiny_edsr: cost measured' in printed
     assert {'x2.md', 'benchmark.csv', 'benchmark.json', 'psnr_vs_params_x2.png',
             'psnr_vs_cpu_fp32_x2.png'} <= set(os.listdir(out))
     rows = {r['model']: r for r in json.load(open(out / 'benchmark.json'))['rows']}

@@ -72,10 +72,14 @@ def test_export_runs_in_onnxruntime_with_pytorchs_result_at_any_size(arch, tmp_p
         assert 'DeformConv' in {node.op_type for node in onnx.load(str(out)).graph.node}
 
 
-def test_fp16_export_and_infer_with_the_onnx_file(tmp_path):
+def test_fp16_export_and_infer_with_the_onnx_file(tmp_path, capsys):
     spec = tiny_model(str(tmp_path), 'student', ARCHS['DeformableHDRNet'], scale=4)
     out = tmp_path / 'student_fp16.onnx'
     assert export.main(['--model', spec, '--output', str(out), '--fp16']) == 0
+    steps = [line for line in capsys.readouterr().out.splitlines() if line.startswith('[export] student: ')]
+    check = 'checking onnxruntime against PyTorch'
+    assert [s.split(': ', 1)[1].split(' (')[0].split(' on ')[0] for s in steps] == [
+        'exporting', 'converting to fp16', check, check]
     result = run([sys.executable, '-m', 'kd_plugin.cli.infer', '--model', str(out), '--input',
                   shared_data('Set5', 'LR_bicubic', 'X4', 'head.png'), '--output', str(tmp_path / 'sr')])
     assert result.returncode == 0, result.stderr[-2000:]

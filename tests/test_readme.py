@@ -4,6 +4,7 @@ they name exists.
 
 The long-running ones are exercised for real elsewhere: ``make test`` by CI, ``make demo`` by
 test_demo, the benchmark/ablation/infer/kd_overhead/prepare modules by their own tests."""
+import ast
 import functools
 import glob
 import re
@@ -30,7 +31,8 @@ def _commands(text: str) -> list[str]:
 
 #: README.md and every docs/*.md page, by path relative to the project root
 PAGES = {name: _read(name) for name in
-         ['README.md', *sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'docs', '*.md')))]}
+         ['README.md', *sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'docs', '*.md'))),
+          *sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'examples', '*', 'README.md')))]}
 README = PAGES['README.md']
 README_COMMANDS = _commands(README)
 #: every command of every page, once (the first page that shows it)
@@ -126,13 +128,33 @@ def _help(module: str, sub: str | None) -> str:
 BASICSR_FLAGS = {'-opt', '--launcher', '--auto_resume', '--debug', '--local_rank', '--force_yml'}
 
 
+def _console_scripts() -> dict[str, str]:
+    """``{kd-<name>: kd_plugin.cli.<module>}``: the console scripts setup.py installs."""
+    text = open(osp.join(ROOT, 'setup.py')).read()
+    tools = ast.literal_eval(re.search(r'TOOLS = (\{.*?\})', text, re.S).group(1))
+    return {f'kd-{name}': f'kd_plugin.cli.{module}' for name, module in tools.items()}
+
+
+CONSOLE_SCRIPTS = _console_scripts()
+#: the tools that are BasicSR's own pipelines, with BasicSR's parser
+PIPELINES = ('kd_plugin/cli/train.py', 'kd_plugin/cli/test.py', 'kd_plugin.cli.train', 'kd_plugin.cli.test')
+
+
 def test_every_flag_a_readme_command_shows_is_accepted():
-    """Every flag a README or docs command passes is one the tool's --help (or BasicSR's parser) lists."""
+    """Every flag a README or docs command passes (``python -m kd_plugin.cli.<tool>`` or its console script
+    ``kd-<tool>``) is one the tool's --help (or BasicSR's parser) lists; every ``kd-*`` command is a console script
+    setup.py installs."""
     for command in COMMANDS:
         words = shlex.split(command)
-        if 'kd_plugin/cli/train.py' in command or 'kd_plugin/cli/test.py' in command:
+        script = next((w for w in words if w.startswith('kd-')), None)
+        if script:
+            assert script in CONSOLE_SCRIPTS, f'`{command}`: {script} is not a console script of setup.py'
+            words = [*words[:words.index(script)], 'python', '-m', CONSOLE_SCRIPTS[script],
+                     *words[words.index(script) + 1:]]
+            command = shlex.join(words)
+        if any(p in command for p in PIPELINES):
             flags = {w.split('=')[0] for w in words if w.startswith('-') and not w.startswith('--nproc')
-                     and not w.startswith('--master')}
+                     and not w.startswith('--master') and w != '-m'}
             assert flags <= BASICSR_FLAGS, f'`{command}`: {flags - BASICSR_FLAGS}'
             continue
         found = re.search(r'python -m (kd_plugin\.cli\.\w+)', command)

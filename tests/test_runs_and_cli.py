@@ -48,7 +48,8 @@ def test_layout_paths_and_the_one_options_loader(tmp_path):
 def test_torchrun_command_takes_a_port_nothing_listens_on():
     cmd = runs.torchrun_command('x.yml', 2, '--auto_resume')
     assert cmd[:3] == [sys.executable, '-m', 'torch.distributed.run'] and '--nproc_per_node=2' in cmd
-    assert cmd[-5:] == ['-opt', 'x.yml', '--launcher', 'pytorch', '--auto_resume'] and runs.TRAIN_SCRIPT in cmd
+    assert cmd[-5:] == ['-opt', 'x.yml', '--launcher', 'pytorch', '--auto_resume']
+    assert cmd[-7:-5] == ['-m', 'kd_plugin.cli.train']  # the module form: runs in the folder it starts in
     port = int(next(a for a in cmd if a.startswith('--master_port=')).split('=')[1])
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', port))  # free: binding succeeds
@@ -108,7 +109,7 @@ def test_dataset_paths_are_read_from_the_project_root_and_the_options_are_not_ch
     dataset = {'dataroot_gt': 'datasets/T91/X4/HR', 'dataroot_lq': '/data/LR', 'dataroot_teacher': None,
                'meta_info_file': 'meta/info.txt', 'gt_size': 64, 'name': 'datasets/not_a_path'}
     rooted = runs.dataset_from_project_root(dataset)
-    assert rooted == {'dataroot_gt': f'{runs.PROJECT_ROOT}/datasets/T91/X4/HR', 'dataroot_lq': '/data/LR',
-                      'dataroot_teacher': None, 'meta_info_file': f'{runs.PROJECT_ROOT}/meta/info.txt',
+    assert rooted == {'dataroot_gt': f'{runs.project_root()}/datasets/T91/X4/HR', 'dataroot_lq': '/data/LR',
+                      'dataroot_teacher': None, 'meta_info_file': f'{runs.project_root()}/meta/info.txt',
                       'gt_size': 64, 'name': 'datasets/not_a_path'}
     assert dataset['dataroot_gt'] == 'datasets/T91/X4/HR'  # a copy

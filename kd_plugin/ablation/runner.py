@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import statistics
+import time
 from os import path as osp
 from typing import Any
 
@@ -18,19 +19,18 @@ from kd_plugin.ablation.variants import (
     DEFAULT_PIXEL_LOSS,
     available_variants,
     default_variants,
+    label_roots,
     run_name,
     uses_cached_labels,
     variant_options,
 )
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set, resolve_set
 from kd_plugin.checkpoint_io import sha256
-from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
 from kd_plugin.data.label_cache import build_seconds, read_manifest
 from kd_plugin.device import pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.models.kd_model import is_kd_model
 from kd_plugin.runs import (
-    PROJECT_ROOT,
     experiment_dir,
     from_project_root,
     latest_weights,
@@ -57,8 +57,12 @@ def with_checkpoint_checksums(opt: dict[str, Any]) -> dict[str, Any]:
     """``opt`` with ``checkpoint_sha256: {path.<key>: <sha256>}`` for every checkpoint the run starts from
     (teacher, initial student, initial adapters), so that a finished run distilled from another file
     at the same path is told apart. Relative paths are read from the project root, where runs start."""
-    sums = {f'path.{key}': sha256(osp.join(PROJECT_ROOT, opt['path'][key]))
+    sums = {f'path.{key}': sha256(from_project_root(opt['path'][key]))
             for key in _START_CHECKPOINTS if opt['path'].get(key)}
+    for name, task in (opt['datasets']['train'].get('tasks') or {}).items():
+        if task.get('pretrain_network_t'):
+            sums[f'datasets.train.tasks.{name}.pretrain_network_t'] = sha256(
+                from_project_root(task['pretrain_network_t']))
     return dict(opt, checkpoint_sha256=sums) if sums else opt
 
 
@@ -128,6 +132,18 @@ def options_for(recipe: dict[str, Any], variant: str, seed: int, total_iter: int
     return with_checkpoint_checksums(variant_options(recipe, variant, seed, total_iter))
 
 
+def teacher_entries(recipe: dict[str, Any]) -> dict[str, ModelSpec]:
+    """The teacher rows of the table: ``teacher`` (``network_t``), and for a multi-task recipe ``teacher <task>``
+    for each task with a teacher of its own."""
+    rows = {'teacher': ModelSpec('teacher', recipe['network_t'], recipe['path']['pretrain_network_t'],
+                                 recipe['path'].get('param_key_t'))}
+    for name, task in (recipe['datasets']['train'].get('tasks') or {}).items():
+        if task.get('pretrain_network_t'):
+            rows[f'teacher {name}'] = ModelSpec(f'teacher {name}', recipe['network_t'], task['pretrain_network_t'],
+                                                task.get('param_key_t'))
+    return rows
+
+
 def score(recipe: dict[str, Any], runs: list[tuple[str, int]], sets: list[str], data_root: str,
           cache_path: str) -> dict[str, dict[str, float]]:
     """``{run: {<set>_psnr, <set>_ssim}}`` for bicubic, the teacher and every run's final student.
@@ -137,8 +153,7 @@ def score(recipe: dict[str, Any], runs: list[tuple[str, int]], sets: list[str], 
     cache = json.load(open(cache_path)) if osp.isfile(cache_path) else {}
     device = pick_device('auto')
     test_sets = {osp.basename(osp.normpath(s)): resolve_set(s, data_root) for s in sets}
-    entries: dict[str, ModelSpec | None] = {'bicubic': None, 'teacher': ModelSpec(
-        'teacher', recipe['network_t'], recipe['path']['pretrain_network_t'], recipe['path'].get('param_key_t'))}
+    entries: dict[str, ModelSpec | None] = {'bicubic': None, **teacher_entries(recipe)}
     for variant, seed in runs:
         name = run_name(recipe, variant, seed)
         entries[name] = ModelSpec(name, recipe['network_g'], latest_weights(name), 'params')
@@ -149,6 +164,7 @@ def score(recipe: dict[str, Any], runs: list[tuple[str, int]], sets: list[str], 
                                                 f'{os.path.getmtime(spec.checkpoint)}'
         key = f'{label}|{stamp}|{json.dumps(sorted(test_sets.items()))}'
         if key not in cache:
+            start = time.perf_counter()
             upscale = bicubic_upscaler(scale) if spec is None else network_upscaler(load_model(spec).to(device),
                                                                                     device)
             row = {}
@@ -160,6 +176,8 @@ def score(recipe: dict[str, Any], runs: list[tuple[str, int]], sets: list[str], 
             cache[key] = row
             with open(cache_path, 'w') as f:
                 json.dump(cache, f, indent=1)
+            print(f'[ablation] scored {label} on {", ".join(test_sets)} ({time.perf_counter() - start:.0f} s)',
+                  flush=True)
         scores[label] = cache[key]
     return scores
 
@@ -175,8 +193,9 @@ def summarise(recipe: dict[str, Any], variants: list[str], seeds: list[int], sco
     """One row per variant: per set the seeds' values, mean, std and the paired Δ against ``no_kd``.
 
     ``trained``: run name -> (iterations, training minutes, label-building minutes charged to the run)."""
+    fixed = ['bicubic', *teacher_entries(recipe)]
     rows = [{'run': label, **{f'{s}_{m}': {'mean': scores[label][f'{s}_{m}'], 'std': None, 'values': {}}
-                              for s in set_names for m in ('psnr', 'ssim')}} for label in ('bicubic', 'teacher')]
+                              for s in set_names for m in ('psnr', 'ssim')}} for label in fixed]
     per_seed = {v: {s: scores[run_name(recipe, v, s)] for s in seeds} for v in variants}
     for v in variants:
         names = [run_name(recipe, v, s) for s in seeds]
@@ -249,24 +268,24 @@ def table(rows: list[dict[str, Any]], set_names: list[str], title: str, labels_n
 
 
 def label_seconds(opt: dict[str, Any]) -> float:
-    """The time building the cached teacher labels of a run's options took (their manifest), 0 for a run
-    without them. The one rule of the ablation and the demo: a run on cached labels is charged the whole
-    build time."""
-    if not uses_cached_labels(opt):
-        return 0.0
-    return build_seconds(from_project_root(opt['datasets']['train'][LABEL_ROOT]))
+    """The time building the cached teacher labels of a run's options took (their manifests; every task's for a
+    multi-task set), 0 for a run without them. The one rule of the ablation and the demo: a run on cached labels
+    is charged the whole build time."""
+    return sum(build_seconds(from_project_root(root)) for root in label_roots(opt))
 
 
 def labels_note(recipe: dict[str, Any]) -> str | None:
     """For a recipe on cached teacher labels: what building them cost, and how that time is charged."""
     if not uses_cached_labels(recipe):
         return None
-    root = recipe['datasets']['train'][LABEL_ROOT]
-    manifest = read_manifest(from_project_root(root)) or {}
-    return (f'Teacher labels: {root} ({manifest.get("ensemble")}, {manifest.get("count")} images), built in '
-            f'{manifest.get("seconds")} s on {manifest.get("device")} (its manifest.json). Every run that reads them '
-            'is charged the whole build time (labels min), and the equal-time baseline of each seed is given the '
-            'recipe run\'s training time plus that build time.')
+    built = []
+    for root in label_roots(recipe):
+        manifest = read_manifest(from_project_root(root)) or {}
+        built.append(f'{root} ({manifest.get("ensemble")}, {manifest.get("count")} images, built in '
+                     f'{manifest.get("seconds")} s on {manifest.get("device")})')
+    return (f'Teacher labels: {"; ".join(built)}, from their manifest.json. Every run that reads them is charged '
+            'the whole build time (labels min), and the equal-time baseline of each seed is given the recipe run\'s '
+            'training time plus that build time.')
 
 
 def with_overrides(recipe: dict[str, Any], teacher: str | None, total_iter: int | None) -> dict[str, Any]:

@@ -14,6 +14,11 @@
                        change)
 ``online_labels``      for a recipe on cached teacher labels (``dataroot_teacher``): the same recipe
                        with the teacher run on each training patch instead
+``eco_hr_only``,       the student with the recipe's pixel loss (or L1) on the ECO schedule
+``eco_full``           (:mod:`kd_plugin.distill.eco`: the target moves from the teacher's output or label to
+                       the ground truth over ``end_ratio`` of training, the recipe's ``train.eco.end_ratio``
+                       or 0.75; ``full`` moves the input too) and no other distillation term, on the
+                       recipe's data and labels
 ``recipe_without_X``   the recipe without one of its ingredients ``X``
 =====================  ========================================================================
 
@@ -31,6 +36,10 @@ from kd_plugin.runs import with_total_iter
 #: pixel loss + one term, by variant name
 SINGLE_TERMS = {'output': 'distill_opt', 'feature': 'feature_opt', 'forward': 'forward_opt'}
 BASELINES = ('no_kd', 'no_kd_equal_time', 'init_only')
+#: The ECO variants and their ``train.eco.mode``.
+ECO_VARIANTS = {'eco_hr_only': 'hr_only', 'eco_full': 'full'}
+#: ECO's ``end_ratio`` in its variants when the recipe sets none (traiNNer-redux's example files use 0.75).
+ECO_END_RATIO = 0.75
 #: The student-alone baselines' pixel loss when the recipe has none (a distillation-only recipe).
 DEFAULT_PIXEL_LOSS = {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}
 
@@ -40,14 +49,24 @@ def baseline_pixel_loss(recipe: dict[str, Any]) -> dict[str, Any]:
     return deepcopy(recipe['train'].get('pixel_opt') or DEFAULT_PIXEL_LOSS)
 
 
+def label_roots(opt: dict[str, Any]) -> list[str]:
+    """The cached label sets a run's training set reads: its ``dataroot_teacher``, or each task's."""
+    train_set = opt['datasets']['train']
+    sets = [train_set, *(train_set.get('tasks') or {}).values()]
+    return [s[LABEL_ROOT] for s in sets if s.get(LABEL_ROOT)]
+
+
 def uses_cached_labels(recipe: dict[str, Any]) -> bool:
-    """Whether the recipe trains on cached teacher labels (``datasets.train.dataroot_teacher``)."""
-    return bool(recipe['datasets']['train'].get(LABEL_ROOT))
+    """Whether the recipe trains on cached teacher labels (``datasets.train.dataroot_teacher``, or a task's)."""
+    return bool(label_roots(recipe))
 
 
 def without_cached_labels(opt: dict[str, Any]) -> None:
-    """Drop the cached labels from ``opt``'s training set (in place): BasicSR's plain paired dataset."""
+    """Drop the cached labels from ``opt``'s training set (in place): BasicSR's plain paired dataset, or a
+    multi-task set of plain paired sets."""
     train_set = opt['datasets']['train']
+    for task in (train_set.get('tasks') or {}).values():
+        task.pop(LABEL_ROOT, None)
     if train_set.pop(LABEL_ROOT, None) and train_set.get('type') == 'KDPairedImageDataset':
         train_set['type'] = 'PairedImageDataset'
 
@@ -68,7 +87,7 @@ def available_variants(recipe: dict[str, Any]) -> list[str]:
         names += [f'recipe_without_{key}' for key in have]
     if uses_cached_labels(recipe):
         names.append('online_labels')
-    return names + ['recipe']
+    return names + list(ECO_VARIANTS) + ['recipe']
 
 
 def default_variants(recipe: dict[str, Any]) -> list[str]:
@@ -90,7 +109,7 @@ def variant_options(recipe: dict[str, Any], variant: str, seed: int, total_iter:
     opt['manual_seed'] = seed
     opt.pop('val', None)
     train = opt['train']
-    if variant in BASELINES:
+    if variant in BASELINES or variant in ECO_VARIANTS:
         keep = ()
     elif variant in SINGLE_TERMS:
         keep = (SINGLE_TERMS[variant],)
@@ -113,6 +132,10 @@ def variant_options(recipe: dict[str, Any], variant: str, seed: int, total_iter:
             opt['path'].pop(key)
         if variant != 'init_only':
             opt['path']['pretrain_network_g'] = None
+    if variant in ECO_VARIANTS:
+        train['pixel_opt'] = baseline_pixel_loss(recipe)
+        train['eco'] = {'end_ratio': (recipe['train'].get('eco') or {}).get('end_ratio', ECO_END_RATIO),
+                        'mode': ECO_VARIANTS[variant]}
     if total_iter and total_iter != train['total_iter']:
         opt = with_total_iter(opt, total_iter)
     return opt

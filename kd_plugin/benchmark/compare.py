@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import os
+import time
 from os import path as osp
 from typing import Any
 
@@ -40,15 +41,24 @@ def benchmark_model(spec: ModelSpec, scale: int, sets: dict[str, Any], args: arg
             if isinstance(images, Exception):
                 row[f'{set_name}_error'] = str(images)
                 continue
+            start = time.perf_counter()
             with tqdm(total=len(images), desc=f'x{scale} {spec.label} {set_name}', leave=False,
                       disable=None) as bar:
                 result = evaluate(upscale, images, scale, progress=lambda _: bar.update())
             row[f'{set_name}_psnr'], row[f'{set_name}_ssim'] = result['psnr'], result['ssim']
+            # one line per model and set, also where the bar is off (output to a file or a pipe)
+            print(f'[benchmark] x{scale} {spec.label} on {set_name}: {result["psnr"]:.2f} dB / {result["ssim"]:.4f} '
+                  f'({len(images)} images, {time.perf_counter() - start:.0f} s)', flush=True)
         if net is not None:
             net.cpu()
             if not args.skip_cost:
+                start = time.perf_counter()
+                print(f'[benchmark] x{scale} {spec.label}: measuring cost (parameters, FLOPs, latency'
+                      f'{"" if args.skip_onnx else ", onnxruntime"})', flush=True)
                 row.update(measure_cost(net, tuple(args.lr_size), args.threads, args.runs,
                                         device.type == 'cuda', onnx=not args.skip_onnx))
+                print(f'[benchmark] x{scale} {spec.label}: cost measured ({time.perf_counter() - start:.0f} s)',
+                      flush=True)
         elif not args.skip_cost:
             row.update(params=0, gflops=None)
         row['notes'] = '; '.join(spec.notes)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from os import path as osp
 
 from kd_plugin.device import DEVICE_CHOICES
-from kd_plugin.runs import PROJECT_ROOT
+from kd_plugin.runs import project_root
 
 
 class Parser(argparse.ArgumentParser):
@@ -82,4 +82,4 @@ def add_sets(parser: argparse.ArgumentParser, default: list[str]) -> None:
 
 def output_dir(given: str | None, default_name: str) -> str:
     """``--output`` as given (relative to the current folder), else ``<project>/results/<default_name>``."""
-    return given or osp.join(PROJECT_ROOT, 'results', default_name)
+    return given or osp.join(project_root(), 'results', default_name)

@@ -38,7 +38,6 @@ from kd_plugin.data.label_cache import build_label_set, ensemble_in_name, load_t
 from kd_plugin.device import pick_device
 from kd_plugin.model_loading import ModelSpec, load_model, network_upscaler
 from kd_plugin.runs import (
-    PROJECT_ROOT,
     SHA256SUMS,
     dataset_from_project_root,
     experiment_dir,
@@ -46,6 +45,8 @@ from kd_plugin.runs import (
     latest_weights,
     launch_train,
     load_options,
+    project_root,
+    shipped,
     training_seconds,
     with_total_iter,
     write_options,
@@ -57,9 +58,8 @@ STEPS = 5
 
 
 def check_teacher(kd_opt: dict) -> str:
-    """The KD file's teacher checkpoint, after checking it against ``checkpoints/SHA256SUMS``."""
-    return verify_listed_sha256(from_project_root(kd_opt['path']['pretrain_network_t']),
-                                osp.join(PROJECT_ROOT, SHA256SUMS))
+    """The KD file's teacher checkpoint (a shipped file), after checking it against ``checkpoints/SHA256SUMS``."""
+    return verify_listed_sha256(shipped(kd_opt['path']['pretrain_network_t']), shipped(SHA256SUMS))
 
 
 def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
@@ -87,10 +87,13 @@ def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
 
 def run_options(source: str, name: str, total_iter: int | None, out_dir: str,
                 labels: str | None = None) -> tuple[str, dict]:
-    """A copy of options file ``source`` renamed ``name`` (shortened to ``total_iter``, reading the teacher
-    labels ``labels``), written to ``out_dir``."""
-    opt = load_options(from_project_root(source))
+    """A copy of the shipped options file ``source`` renamed ``name`` (shortened to ``total_iter``, reading the
+    teacher labels ``labels``, its checkpoints found where kd_plugin ships them), written to ``out_dir``."""
+    opt = load_options(shipped(source))
     opt['name'] = name
+    for key, value in opt['path'].items():
+        if key.startswith('pretrain_network') and value:
+            opt['path'][key] = shipped(value)
     if labels:
         opt['datasets']['train'][LABEL_ROOT] = labels
     if total_iter:
@@ -150,7 +153,7 @@ def prepare_data() -> str:
     """Step 1: the photo set (PNG folders and LMDBs); returns its folder."""
     print(f'[1/{STEPS}] photo set (scikit-image\'s bundled photographs; train: 6 photos, val: chelsea, coffee)',
           flush=True)
-    photos = osp.join(PROJECT_ROOT, 'datasets', 'photos')
+    photos = osp.join(project_root(), 'datasets', 'photos')
     prepare_photos(photos, [4], lmdb=True)
     return photos
 
@@ -192,11 +195,11 @@ def score_methods(photos: str, runs: dict[str, dict], teacher: str) -> tuple[dic
     images = load_test_set(osp.join(photos, 'val'), 4)
     device = pick_device('auto')
     upscalers = {'bicubic': bicubic_upscaler(4)}
-    student_arch = load_options(from_project_root(STUDENT_OPT))['network_g']
+    student_arch = load_options(shipped(STUDENT_OPT))['network_g']
     for label, run in runs.items():
         net = load_model(ModelSpec(label, student_arch, run['checkpoint'], 'params'))
         upscalers[label] = network_upscaler(net.to(device), device)
-    teacher_arch = load_options(from_project_root(KD_OPT))['network_t']
+    teacher_arch = load_options(shipped(KD_OPT))['network_t']
     upscalers['teacher'] = network_upscaler(load_model(ModelSpec('teacher', teacher_arch, teacher, 'params')).to(
         device), device)
     return {label: evaluate(fn, images, 4) for label, fn in upscalers.items()}, upscalers
@@ -242,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-baseline', action='store_true', help='skip the student trained without KD')
     args = parser.parse_args(argv)
     started = time.time()
-    out = osp.join(PROJECT_ROOT, 'results', args.tag)
+    out = osp.join(project_root(), 'results', args.tag)
     mkdir_and_rename(out)  # an earlier demo's results are archived, not overwritten
     os.makedirs(osp.join(out, 'options'))
     photos = prepare_data()
-    kd_opt = load_options(from_project_root(KD_OPT))
+    kd_opt = load_options(shipped(KD_OPT))
     teacher = check_teacher(kd_opt)
     print(f'[2/{STEPS}] teacher {teacher} (SHA-256 checked)', flush=True)
     labels, label_seconds = teacher_labels(kd_opt, teacher)

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = export_verified(net, args.output, args.opset, args.fp16,
                                   {'kd_plugin.scale': spec.upscale, 'kd_plugin.arch': spec.arch.get('type'),
-                                   'kd_plugin.source': spec.source})
+                                   'kd_plugin.source': spec.source},
+                                  progress=lambda step: print(f'[export] {spec.label}: {step}', flush=True))
     except ValueError as err:
         raise ValueError(f'{spec.label}: {err}') from err
     checks = ', '.join(f'LR {h}x{w}: {diff:.1e}' for (h, w), diff in results)

@@ -48,7 +48,7 @@ from kd_plugin.device import machine_info, pick_device
 from kd_plugin.distill.teacher_labels import TeacherRunner
 from kd_plugin.model_loading import ModelSpec, OnnxNet, load_model
 from kd_plugin.onnx_export import export_onnx
-from kd_plugin.runs import PROJECT_ROOT, SHIPPED_TEACHER, experiment_dir, load_options, torchrun_command
+from kd_plugin.runs import SHIPPED_TEACHER, experiment_dir, load_options, project_root, shipped, torchrun_command
 
 #: the archs timed in step 2: ours and the three small peers of ``arch_cost``'s table, x4
 PEERS = {name: spec for name, spec in peer_specs(4, everything=True).items()
@@ -96,7 +96,7 @@ def kd_training(work: str, output: str, smoke: bool, budget: Budget) -> dict[str
     """Step 1: a short KD run through torchrun (nccl on CUDA, gloo on the CPU) on data made in ``work``; its
     output goes to ``<output>/kd_training.log`` and its experiment folder is removed."""
     data = tiny_pairs(osp.join(work, 'pairs'), 4, 64 if smoke else 128, 4 if smoke else 16)
-    teacher_path = osp.join(PROJECT_ROOT, SHIPPED_TEACHER)
+    teacher_path = shipped(SHIPPED_TEACHER)
     teacher = {'type': 'HDRNet', 'upscale': 4}
     if smoke or not osp.isfile(teacher_path):
         teacher_path = osp.join(work, 'teacher.pth')
@@ -125,7 +125,7 @@ def kd_training(work: str, output: str, smoke: bool, budget: Budget) -> dict[str
     cmd = torchrun_command(opt_path, 1)
     start = time.time()
     try:
-        proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=max(budget.left - 5, 1))
+        proc = subprocess.run(cmd, cwd=project_root(), capture_output=True, text=True, timeout=max(budget.left - 5, 1))
     except subprocess.TimeoutExpired:
         return {'ok': False, 'error': 'timed out (time budget)'}
     log = proc.stdout + proc.stderr
@@ -163,7 +163,7 @@ def overheads(smoke: bool, budget: Budget) -> dict[str, Any]:
         if budget.left < 30:
             rows[path] = {'skipped': 'time budget'}
             continue
-        opt = load_options(osp.join(PROJECT_ROOT, path))
+        opt = load_options(shipped(path))
         # the GPU run's peaks are CUDA's allocator peaks, measured in process; the CPU's need a fresh process
         # per kind of step, a path kd_overhead's own command measures, so a smoke run leaves them out
         rows[path] = kd_overhead.measure(opt, device, runs=1 if smoke else 7, batch=2 if smoke else None,
@@ -195,7 +195,7 @@ def teacher_labels(work: str, smoke: bool, budget: Budget) -> dict[str, Any]:
     size, count = (64, 2) if smoke else (384, 16)  # crops of the 512 px astronaut
     data = tiny_pairs(osp.join(work, 'label_pairs'), 4, size, count)
     arch = {'type': 'HDRNet', 'upscale': 4}
-    checkpoint = osp.join(PROJECT_ROOT, SHIPPED_TEACHER)
+    checkpoint = shipped(SHIPPED_TEACHER)
     if smoke or not osp.isfile(checkpoint):
         checkpoint = osp.join(work, 'label_teacher.pth')
         torch.save({'params': build_network(dict(arch)).state_dict()}, checkpoint)

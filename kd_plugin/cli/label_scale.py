@@ -10,7 +10,7 @@ import torch
 
 from kd_plugin.benchmark.label_scale import measure, report
 from kd_plugin.cli.common import Parser, tool
-from kd_plugin.runs import from_project_root, load_options
+from kd_plugin.runs import load_options, shipped
 
 DEFAULT_TEACHER = 'options/train/KD/train_KD_HDRNet_to_DeformableHDRNet_T91_BSD400_x4_labels.yml'
 
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    opt = load_options(from_project_root(args.opt))
-    opt['path']['pretrain_network_t'] = from_project_root(opt['path']['pretrain_network_t'])
+    opt = load_options(shipped(args.opt))
+    opt['path']['pretrain_network_t'] = shipped(opt['path']['pretrain_network_t'])
     print(report(measure(args.output, args.images, opt, args.samples)), flush=True)
     return 0
 

@@ -10,7 +10,7 @@ from kd_plugin.data.bundled_photos import prepare_photos
 from kd_plugin.data.degradations import DEGRADATIONS
 from kd_plugin.data.div2k import prepare_div2k
 from kd_plugin.data.holdout import split_pairs
-from kd_plugin.data.label_cache import build_label_set, default_output, load_teachers
+from kd_plugin.data.label_cache import build_label_set, default_output, label_jobs, load_teachers, named_output
 from kd_plugin.data.lmdb_builder import build_paired_lmdbs
 from kd_plugin.data.lr_generation import make_lr_pairs
 from kd_plugin.data.merge import merge_pairs
@@ -128,20 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def teacher_labels(args: argparse.Namespace) -> None:
-    """``prepare teacher-labels``: see its ``--help``."""
+    """``prepare teacher-labels``: see its ``--help``. A multi-task file (``MultiTaskKDDataset``) has each task's
+    labels built with the task's own teacher, into the label set its ``dataroot_teacher`` names."""
     device = pick_device(args.device)
-    try:
-        opt = load_options(args.opt)
-        teachers, precision = load_teachers(opt, args.teacher, device, args.fp32)
-    except ValueError as err:
-        raise ValueError(f'-opt {args.opt}: {err}') from err
-    train_set = opt['datasets']['train']
-    output = args.output or default_output(train_set, teachers, args.ensemble)
-    manifest = build_label_set(train_set, opt['scale'], teachers, args.ensemble, output, device, precision, args.tile,
-                               args.tile_overlap, args.lmdb, args.overwrite, args.npy,
-                               progress=lambda items: tqdm(items, desc='teacher labels', unit='image'))
-    print(f'{output}: {manifest["count"]} labels ({args.ensemble}, {manifest["seconds"]} s on {device})'
-          + (f'; {output}.lmdb' if args.lmdb else '') + (f'; {output}.npy' if args.npy else ''))
+    opt = load_options(args.opt)
+    jobs = label_jobs(opt)
+    if len(jobs) > 1 and (args.output or args.teacher):
+        raise ValueError('--output/--teacher: a multi-task file labels each task with its own teacher into the set its '
+                         'dataroot_teacher names. Fix: leave out --output and --teacher')
+    for task, job in jobs.items():
+        try:
+            teachers, precision = load_teachers(job, args.teacher, device, args.fp32)
+        except ValueError as err:
+            raise ValueError(f'-opt {args.opt}: {err}') from err
+        train_set = job['datasets']['train']
+        named = train_set.get('dataroot_teacher') if task else None  # a task's labels go where its file says
+        output = args.output or named_output(named) or default_output(train_set, teachers, args.ensemble)
+        npy = args.npy or bool(named and named.endswith('.npy'))
+        desc = f'teacher labels ({task})' if task else 'teacher labels'
+        manifest = build_label_set(train_set, opt['scale'], teachers, args.ensemble, output, device, precision,
+                                   args.tile, args.tile_overlap, args.lmdb, args.overwrite, npy,
+                                   progress=lambda items, desc=desc: tqdm(items, desc=desc, unit='image'),
+                                   reuse=task is not None)  # a task's set may be built already, e.g. by its own file
+        print(f'{f"{task}: " if task else ""}{output}: {manifest["count"]} labels ({args.ensemble}, '
+              f'{manifest["seconds"]} s on {device})' + (f'; {output}.lmdb' if args.lmdb else '')
+              + (f'; {output}.npy' if npy else ''), flush=True)
 
 
 @tool('prepare')

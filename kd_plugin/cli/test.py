@@ -11,7 +11,16 @@ if sys.path and osp.abspath(sys.path[0]) == _HERE:
 
 # Importing kd_plugin applies the BasicSR fixes and registers the plugin; basicsr is imported after.
 from kd_plugin.pipeline import run_pipeline  # noqa: E402
-from kd_plugin.runs import PROJECT_ROOT  # noqa: E402
+from kd_plugin.runs import project_root  # noqa: E402
+
+
+def main() -> int:
+    """``kd-test`` or ``python -m kd_plugin.cli.test``: BasicSR's test pipeline in the current folder, the
+    user's project (also with kd_plugin installed as a dependency)."""
+    return run_pipeline('test', project_root())
+
 
 if __name__ == '__main__':
-    sys.exit(run_pipeline('test', PROJECT_ROOT))
+    # Run as a file (python kd_plugin/cli/test.py), BasicSR's own convention holds: the root is the checkout
+    # that holds the file, wherever the command starts; run as a module, the current folder.
+    sys.exit(main() if __spec__ is not None else run_pipeline('test', osp.dirname(osp.dirname(_HERE))))

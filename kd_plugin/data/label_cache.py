@@ -40,10 +40,11 @@ from kd_plugin.data.label_arrays import (
 )
 from kd_plugin.data.lmdb_builder import build_lmdb
 from kd_plugin.data.lr_identity import file_client, stem
+from kd_plugin.data.multi_task_dataset import task_options
 from kd_plugin.distill.teacher_labels import ENSEMBLES, TeacherRunner, label
 from kd_plugin.file_lock import exclusive
 from kd_plugin.model_loading import TOP_LEVEL, ModelSpec, load_model, parse_model
-from kd_plugin.models.kd_config import precision_name, teacher_dtype
+from kd_plugin.models.kd_config import precision_name, task_teacher, teacher_dtype
 from kd_plugin.models.kd_model import is_kd_model
 
 MANIFEST = 'manifest.json'
@@ -107,6 +108,35 @@ def default_output(train_set: dict[str, Any], teachers: list[Teacher], ensemble:
     """``<folder of dataroot_gt>/labels_<teacher checkpoint stems>_<ensemble>``."""
     stems = '+'.join(stem(t.checkpoint) for t in teachers)
     return osp.join(osp.dirname(osp.normpath(train_set['dataroot_gt'])), f'labels_{stems}_{ensemble}')
+
+
+def label_jobs(opt: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
+    """The label sets a KD options file asks for: ``{None: opt}`` for one training set; for a multi-task set
+    ``{task: opt}`` with that task's paired set as ``datasets.train`` and its own teacher checkpoint (and
+    ``param_key_t``) as ``path.pretrain_network_t``."""
+    train_set = (opt.get('datasets') or {}).get('train') or {}
+    if train_set.get('type') != 'MultiTaskKDDataset':
+        return {None: opt}
+    jobs = {}
+    for name, task in task_options(train_set).items():
+        own = train_set['tasks'][name]
+        path = dict(opt['path'])
+        if own.get('pretrain_network_t'):
+            path.update(pretrain_network_t=own['pretrain_network_t'], param_key_t=own.get('param_key_t'))
+        train = dict(task, type='KDPairedImageDataset')
+        jobs[name] = dict(opt, path=path, datasets={**opt['datasets'], 'train': train})
+    return jobs
+
+
+def named_output(label_root: str | None) -> str | None:
+    """The label set folder (PNG) behind a ``dataroot_teacher`` that names its ``.npy`` or ``.lmdb`` store (or the
+    folder itself)."""
+    if not label_root:
+        return None
+    for suffix in (ARRAYS_SUFFIX, '.lmdb'):
+        if osp.normpath(label_root).endswith(suffix):
+            return osp.normpath(label_root)[:-len(suffix)]
+    return osp.normpath(label_root)
 
 
 def ensemble_in_name(label_root: str) -> str:
@@ -271,62 +301,100 @@ def check_label_set(opt: dict[str, Any], teacher_sha256: str | None = None, teac
     recorded the LR images; one made at another scale, by another teacher (``teacher_sha256``, the SHA-256 of
     ``path.pretrain_network_t``) or from another entry of its checkpoint (``teacher_key``: ``params``,
     ``params_ema`` or ``(top level)``), for other images, or from other LR images than ``dataroot_lq`` holds;
-    a missing label or one of another size than its GT."""
+    a missing label or one of another size than its GT.
+
+    A ``MultiTaskKDDataset`` has each task's labels checked the same way against the task's own teacher
+    (``tasks.<task>.pretrain_network_t``, else the run's), the errors naming the task."""
     train_set = (opt.get('datasets') or {}).get('train') or {}
-    root = train_set.get(LABEL_ROOT)
-    if not root:
+    if train_set.get('type') == 'MultiTaskKDDataset':
+        tasks = task_options(train_set)
+        if any(task.get(LABEL_ROOT) for task in tasks.values()):
+            _require_kd_model(opt, f'datasets.train.tasks.*.{LABEL_ROOT}')
+        for name, task in tasks.items():
+            if not task.get(LABEL_ROOT):
+                continue
+            own = train_set['tasks'][name]
+            if own.get('pretrain_network_t'):
+                sha, key = task_teacher_identity(own['pretrain_network_t'], own.get('param_key_t'),
+                                                 f'datasets.train.tasks.{name}.pretrain_network_t')
+                where = f'datasets.train.tasks.{name}.pretrain_network_t'
+            else:
+                sha, key, where = teacher_sha256, teacher_key, 'path.pretrain_network_t'
+            _check_labels(dict(task, type='KDPairedImageDataset'), opt['scale'], f'datasets.train.tasks.{name}',
+                          sha, key, where, own.get('pretrain_network_t') or opt['path'].get('pretrain_network_t'))
         return
-    fix = 'Fix: python -m kd_plugin.cli.prepare teacher-labels -opt <this options file>'
+    if not train_set.get(LABEL_ROOT):
+        return
+    _require_kd_model(opt, f'datasets.train.{LABEL_ROOT}')
+    _check_labels(train_set, opt['scale'], 'datasets.train', teacher_sha256, teacher_key, 'path.pretrain_network_t',
+                  opt['path'].get('pretrain_network_t'))
+
+
+def task_teacher_identity(checkpoint: str, param_key: str | None, option: str) -> tuple[str, str]:
+    """SHA-256 and the checkpoint entry the weights come from (as ``KDModel`` would pick it) of a task's teacher."""
+    digest, _, key = task_teacher(checkpoint, param_key, option)
+    return digest, key or TOP_LEVEL
+
+
+def _require_kd_model(opt: dict[str, Any], option: str) -> None:
     if not is_kd_model(opt.get('model_type')):
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: teacher labels are read by KDModel (or a model registered as '
-                         f'a subclass of it) only, and model_type is {opt.get("model_type")!r}. Fix: model_type: '
-                         f'KDModel, or remove {LABEL_ROOT}')
+        raise ValueError(f'{option}: teacher labels are read by KDModel (or a model registered as a subclass of it) '
+                         f'only, and model_type is {opt.get("model_type")!r}. Fix: model_type: KDModel, or remove '
+                         f'{LABEL_ROOT}')
+
+
+def _check_labels(train_set: dict[str, Any], scale: int, where: str, teacher_sha256: str | None,
+                  teacher_key: str | None, teacher_option: str, teacher_path: str | None) -> None:
+    """The checks of :func:`check_label_set` on one paired set ``train_set`` (``where``: its options' path)."""
+    root = train_set[LABEL_ROOT]
+    option = f'{where}.{LABEL_ROOT}'
+    fix = 'Fix: python -m kd_plugin.cli.prepare teacher-labels -opt <this options file>'
     if train_set.get('type') != 'KDPairedImageDataset':
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: only KDPairedImageDataset reads labels; type is '
+        raise ValueError(f'{option}: only KDPairedImageDataset reads labels; type is '
                          f'{train_set.get("type")!r}. Fix: type: KDPairedImageDataset')
     backend = train_set['io_backend']['type']
     in_lmdb = osp.normpath(root).endswith('.lmdb')
     if not holds_arrays(root) and in_lmdb != (backend == 'lmdb'):
         kind, reader = ('an LMDB', 'lmdb') if in_lmdb else ('a PNG folder', 'disk')
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: {root!r} is {kind}, which is read through io_backend '
+        raise ValueError(f'{option}: {root!r} is {kind}, which is read through io_backend '
                          f'{reader}, and this set\'s io_backend is {backend}. Fix: point it at the label set\'s .npy '
                          'folder (prepare teacher-labels --npy; read with any io_backend, and the fastest), or at '
                          f'its {"folder" if in_lmdb else ".lmdb"}')
     manifest = read_manifest(root)
     if manifest is None or not manifest.get('complete'):
         state = 'has no manifest.json' if manifest is None else 'is unfinished'
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: {root!r} {state}. {fix}')
+        raise ValueError(f'{option}: {root!r} {state}. {fix}')
     if holds_arrays(root) and not osp.isfile(osp.join(root, INDEX_FILE)):
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: {old_store_error(root)}')
+        raise ValueError(f'{option}: {old_store_error(root)}')
     if any(key not in manifest for key in _RECORDED_SINCE) or any('param_key' not in t for t in manifest['teachers']):
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: {root!r} was built by an earlier kd_plugin, whose manifest '
+        raise ValueError(f'{option}: {root!r} was built by an earlier kd_plugin, whose manifest '
                          'does not record which LR images and which checkpoint entry made the labels. '
                          f'{fix} --overwrite')
-    if manifest['scale'] != opt['scale']:
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} are x{manifest["scale"]}, this run is '
-                         f'x{opt["scale"]}. {fix}')
+    if manifest['scale'] != scale:
+        raise ValueError(f'{option}: the labels in {root!r} are x{manifest["scale"]}, this run is x{scale}. {fix}')
     if teacher_sha256:
         made_by = [t for t in manifest['teachers'] if t['sha256'] == teacher_sha256]
         if not made_by:
-            raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} were made by '
+            raise ValueError(f'{option}: the labels in {root!r} were made by '
                              f'{", ".join(t["checkpoint"] for t in manifest["teachers"])} (SHA-256 '
                              f'{", ".join(sorted(t["sha256"][:12] for t in manifest["teachers"]))}...), not by '
-                             f'path.pretrain_network_t {opt["path"].get("pretrain_network_t")!r}. {fix}')
+                             f'{teacher_option} {teacher_path!r}. {fix}')
         key = teacher_key or TOP_LEVEL
         if all(t['param_key'] != key for t in made_by):
-            raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} were made from the checkpoint\'s '
+            raise ValueError(f'{option}: the labels in {root!r} were made from the checkpoint\'s '
                              f'{made_by[0]["param_key"]!r} weights, and this run\'s teacher loads {key!r} '
-                             f'(path.param_key_t). Fix: set path.param_key_t: {made_by[0]["param_key"]}, or rebuild: '
-                             f'{fix.removeprefix("Fix: ")} --overwrite')
+                             f'({teacher_option.replace("pretrain_network_t", "param_key_t")}). Fix: set '
+                             f'{teacher_option.replace("pretrain_network_t", "param_key_t")}: '
+                             f'{made_by[0]["param_key"]}, or rebuild: {fix.removeprefix("Fix: ")} --overwrite')
     pairs = training_pairs(train_set)
     names = sorted(stem(p['gt_path']) for p in pairs)
     if names != manifest['names']:
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: the labels in {root!r} are for other images than '
+        raise ValueError(f'{option}: the labels in {root!r} are for other images than '
                          f'dataroot_gt ({name_difference(names, manifest["names"], ("dataroot_gt", "the labels"))}). '
                          f'{fix}')
     other = lr_identity.changed(train_set, pairs, manifest)
     if other:
-        raise ValueError(f'datasets.train.{LABEL_ROOT}: {len(other)} of the {len(names)} LR images in dataroot_lq '
+        raise ValueError(f'{option}: {len(other)} of the {len(names)} LR images in dataroot_lq '
                          f'{train_set["dataroot_lq"]!r} are not those the labels in {root!r} were made from (e.g. '
                          f'{other[:3]}; the labels were made from {manifest["lr_source"]["dataroot_lq"]!r}), so the '
                          f'student would learn labels of inputs it never sees. {fix} --overwrite')
@@ -334,8 +402,8 @@ def check_label_set(opt: dict[str, Any], teacher_sha256: str | None = None, teac
     label_sizes = _sizes(root, names, backend)
     for name in names:
         if name not in label_sizes:
-            raise ValueError(f'datasets.train.{LABEL_ROOT}: no label for {name!r} in {root!r}. {fix} --overwrite')
+            raise ValueError(f'{option}: no label for {name!r} in {root!r}. {fix} --overwrite')
         if label_sizes[name] != gt_sizes.get(name):
-            raise ValueError(f'datasets.train.{LABEL_ROOT}: label {name!r} is {label_sizes[name][0]}x'
+            raise ValueError(f'{option}: label {name!r} is {label_sizes[name][0]}x'
                              f'{label_sizes[name][1]}, its GT {gt_sizes.get(name)[0]}x{gt_sizes.get(name)[1]}. '
                              f'{fix} --overwrite')

@@ -16,11 +16,12 @@ from os import path as osp
 from typing import Any
 
 import torch
-from basicsr.utils.registry import LOSS_REGISTRY
+from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
 from kd_plugin.archs.build import registered_class
 from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import pick_state_dict, weights_only_from_bytes
+from kd_plugin.distill.eco import EcoConfig, parse_eco
 from kd_plugin.distill.upcycling import UpcycleConfig, parse_upcycle
 from kd_plugin.option_keys import check_keys
 
@@ -30,14 +31,14 @@ SR_LOSS_KEYS = ('pixel_opt', 'perceptual_opt')
 KD_LOSS_LOGS = {'distill_opt': 'l_dist', 'feature_opt': 'l_feat', 'forward_opt': 'l_fwd'}
 KD_LOSS_KEYS = tuple(KD_LOSS_LOGS)
 #: Everything under ``train:`` that makes a run a distillation run (what an ablation takes apart).
-KD_INGREDIENTS = (*KD_LOSS_KEYS, 'upcycle')
+KD_INGREDIENTS = (*KD_LOSS_KEYS, 'upcycle', 'eco')
 LOSS_KEYS = SR_LOSS_KEYS + KD_LOSS_KEYS
 #: The registered loss each KD section takes.
 LOSS_TYPES = {'distill_opt': 'OutputDistillLoss', 'feature_opt': 'FeatureMatchingLoss',
               'forward_opt': 'ForwardAdaptationLoss'}
 #: Keys under ``train:`` that BasicSR's SRModel/train loop or KDModel read.
 TRAIN_KEYS = (*LOSS_KEYS, 'ema_decay', 'optim_g', 'optim_adapters', 'scheduler', 'total_iter', 'warmup_iter',
-              'teacher', 'nan_policy', 'upcycle')
+              'teacher', 'nan_policy', 'upcycle', 'eco')
 TEACHER_KEYS = ('autocast', 'channels_last', 'pad_to')
 NAN_POLICIES = ('stop', 'skip')
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16}
@@ -69,6 +70,7 @@ class KDConfig:
     losses: dict[str, dict[str, Any]]
     nan_policy: str
     upcycle: UpcycleConfig | None
+    eco: EcoConfig | None = None
 
     @property
     def uses_adapters(self) -> bool:
@@ -85,6 +87,7 @@ class KDConfig:
         policy = nan_policy(train)
         check_weighting(train)
         upcycle = parse_upcycle(train.get('upcycle'), opt['scale'], lq_patch_side(opt))
+        eco = parse_eco(train.get('eco'), bool(train.get('pixel_opt')))
         teacher_opt = train.get('teacher') or {}
         dtype = teacher_dtype(teacher_opt, torch.device(device))
         digest, ckpt = read_teacher(checkpoint)
@@ -93,7 +96,7 @@ class KDConfig:
                                 bool(opt['path'].get('strict_load_t', True)), dtype,
                                 bool(teacher_opt.get('channels_last', False)), teacher_pad_to(opt))
         losses = {key: dict(train[key]) for key in LOSS_KEYS if train.get(key)}
-        return cls(opt['scale'], teacher, losses, policy, upcycle)
+        return cls(opt['scale'], teacher, losses, policy, upcycle, eco)
 
 
 def uses_adapters(train: dict[str, Any]) -> bool:
@@ -114,6 +117,18 @@ def teacher_checkpoint_path(opt: dict[str, Any]) -> str:
         raise ValueError(f'path.pretrain_network_t: {path!r} does not exist (current directory: {os.getcwd()}). '
                          'Fix: point it at the teacher checkpoint')
     return path
+
+
+def task_teacher(checkpoint: str, param_key: str | None, option: str) -> tuple[str, dict[str, Any], str | None]:
+    """The teacher of one task of a multi-task training set (``datasets.train.tasks.<task>.pretrain_network_t``,
+    named ``option``), read as the run's own teacher is: its SHA-256, its parameters and the checkpoint entry they
+    came from (``param_key`` as ``path.param_key_t`` is taken; None: the top level)."""
+    if not osp.isfile(checkpoint):
+        raise ValueError(f'{option}: {checkpoint!r} does not exist (current directory: {os.getcwd()}). Fix: point it '
+                         'at the task\'s teacher checkpoint')
+    digest, ckpt = read_teacher(checkpoint)
+    params, key = pick_state_dict(ckpt, param_key, option)
+    return digest, params, key
 
 
 def read_teacher(path: str) -> tuple[str, Any]:
@@ -221,9 +236,11 @@ def probe_input(opt: dict[str, Any], device: torch.device | str = 'cpu') -> torc
 
 def check_option_keys(opt: dict[str, Any]) -> None:
     """Typos in KD option keys fail with a suggestion instead of being ignored (or failing deep in
-    a constructor): ``train:``, ``train.teacher`` and the three KD loss sections."""
+    a constructor): ``train:`` (with the keys a ``KDModel`` subclass declares in ``extra_train_keys``),
+    ``train.teacher`` and the three KD loss sections."""
     train = opt.get('train') or {}
-    check_keys(train, TRAIN_KEYS, 'train')
+    model = MODEL_REGISTRY.get(opt['model_type']) if opt.get('model_type') in MODEL_REGISTRY else None
+    check_keys(train, (*TRAIN_KEYS, *getattr(model, 'extra_train_keys', ())), 'train')
     check_keys(train.get('teacher') or {}, TEACHER_KEYS, 'train.teacher')
     for key in KD_LOSS_KEYS:
         section = train.get(key)

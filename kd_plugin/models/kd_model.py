@@ -12,6 +12,7 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from kd_plugin.archs.build import build_network
+from kd_plugin.distill.eco import eco_input, eco_target
 from kd_plugin.distill.rank_sync import average_gradients, broadcast_from_rank0, finite_on_all_ranks
 from kd_plugin.distill.recorder import FeatureRecorder
 from kd_plugin.distill.substitution import TailRunner
@@ -20,7 +21,7 @@ from kd_plugin.distill.upcycling import LOSS_NAMES as UPCYCLE_LOGS
 from kd_plugin.distill.upcycling import augment, iteration_rng, undo, zoom_in_tiles, zoom_out
 from kd_plugin.distill.wiring import wire
 from kd_plugin.losses.criteria import OUTPUT_CRITERIA, get_criterion
-from kd_plugin.models.kd_config import KD_LOSS_LOGS, KDConfig, native_bf16, precision_name, probe_input
+from kd_plugin.models.kd_config import KD_LOSS_LOGS, KDConfig, native_bf16, precision_name, probe_input, task_teacher
 
 ADAPTER_LABEL = 'net_adapters'
 
@@ -52,6 +53,10 @@ class KDModel(SRModel):
             + w_feat sum_k w_k crit(A_k(F_S^{m_k}), F_T^{l_k}) + w_fwd crit(T_{>l}(A(F_S^m)), T(x))
             + data-upcycling terms (``train.upcycle``: zoom-in, zoom-out, label consistency)
 
+    With ``train.eco`` (:mod:`kd_plugin.distill.eco`) the pixel losses' target ``y`` is replaced by
+    ``lerp(T(x), y, alpha)``, ``alpha`` rising linearly to 1, and in mode ``full`` the student's input by
+    ``lerp(down(T(x)), x, alpha)``; the step logs ``eco_alpha``.
+
     One optimizer step per iteration, whatever the terms.
 
     The teacher's forward pass runs once per step under ``no_grad`` (optionally bf16/fp16 autocast
@@ -74,6 +79,9 @@ class KDModel(SRModel):
     #: networks of the options that this model never trains or saves: a resumed run reloads them from
     #: their own ``path.pretrain_<network>`` (read by :mod:`kd_plugin.compat.resume`)
     frozen_networks = ('network_t',)
+    #: keys under ``train:`` a subclass reads besides ``KDModel``'s own: the pre-run check of option keys accepts
+    #: them (and still refuses a misspelt one, with a suggestion)
+    extra_train_keys: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- set-up
     def init_training_settings(self) -> None:
@@ -133,6 +141,7 @@ class KDModel(SRModel):
         log_teacher_precision(self.opt['train'].get('teacher') or {}, teacher.dtype, self.device)
         self.print_network(self.net_t)
         self._teacher_results: dict[str, dict[str, float]] = {}
+        self._task_teachers: dict[str, TeacherRunner] = {}
 
     def _load_adapters(self) -> None:
         """The adapters of the resumed iteration (the pre-run check has made sure that file exists), else
@@ -165,15 +174,16 @@ class KDModel(SRModel):
         super().feed_data(data)
         self.teacher_label = data['teacher'].to(self.device) if 'teacher' in data else None
 
-    def needs_live_teacher(self) -> bool:
+    def needs_live_teacher(self, eco_alpha: float | None = None) -> bool:
         """Whether this step runs the teacher on the batch's patches: for feature matching and forward
-        adaptation always (they read its features), and for output distillation and label consistency only
-        without cached labels (with them, they compare with the label). Zoom-in and zoom-out run the teacher
-        on their own inputs, whatever this says."""
+        adaptation always (they read its features), and for output distillation, label consistency and an ECO
+        schedule not yet at the ground truth (``eco_alpha < 1``) only without cached labels (with them, they use
+        the label). Zoom-in and zoom-out run the teacher on their own inputs, whatever this says."""
         if self.cri_feat or self.cri_fwd:
             return True
         consistency = bool(self.upcycle) and 'consistency' in self.upcycle.parts
-        return self.teacher_label is None and bool(self.cri_dist or consistency)
+        eco = eco_alpha is not None and eco_alpha < 1
+        return self.teacher_label is None and bool(self.cri_dist or consistency or eco)
 
     def teacher_forward(self, lq: torch.Tensor) -> torch.Tensor:
         """The teacher's SR output ``[B, C, s*h, s*w]`` for ``lq`` ``[B, C, h, w]`` in the configured fast
@@ -186,22 +196,30 @@ class KDModel(SRModel):
         self.optimizer_g.zero_grad()
         if self.optimizer_adapters is not None:
             self.optimizer_adapters.zero_grad()
-        with self.student_recorder.recording():
-            self.output = self.net_g(self.lq)
+        eco = self.kd.eco
+        alpha = eco.alpha(current_iter, self.opt['train']['total_iter']) if eco else None
         live = None
-        if self.needs_live_teacher():
+        if self.needs_live_teacher(alpha):
             tail = self.teacher_tail.recording() if self.teacher_tail else nullcontext()
             with torch.no_grad(), self.teacher_recorder.recording(), tail:
                 live = self.teacher_forward(self.lq).float()
         # the output terms take the cached whole-image label when the batch has one; forward adaptation
         # compares the teacher's tail with the teacher's own pass on this patch
         teacher_out = self.teacher_label if self.teacher_label is not None else live
+        mixing = alpha is not None and alpha < 1
+        student_in = self.lq
+        if mixing and eco.mode == 'full':
+            student_in = eco_input(teacher_out, self.lq, self.opt['scale'], alpha)
+        with self.student_recorder.recording():
+            self.output = self.net_g(student_in)
+        # ECO moves the pixel losses' target from the teacher's output to the ground truth
+        target = eco_target(teacher_out, self.gt, alpha) if mixing else self.gt
 
         losses = OrderedDict()
         if self.cri_pix:
-            losses['l_pix'] = self.cri_pix(self.output, self.gt)
+            losses['l_pix'] = self.cri_pix(self.output, target)
         if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            l_percep, l_style = self.cri_perceptual(self.output, target)
             for key, value in (('l_percep', l_percep), ('l_style', l_style)):
                 if value is not None:
                     losses[key] = value
@@ -228,6 +246,8 @@ class KDModel(SRModel):
         if self.optimizer_adapters is not None:
             self.optimizer_adapters.step()
         self.log_dict = self.reduce_loss_dict(losses)
+        if eco:
+            self.log_dict['eco_alpha'] = alpha
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
@@ -308,6 +328,24 @@ class KDModel(SRModel):
         super().save(epoch, current_iter)
 
     # ----------------------------------------------------------------- validation
+    def _task_teacher(self, task: str) -> TeacherRunner:
+        """The teacher of task ``task`` of a multi-task training set (``datasets.train.tasks.<task>``: its
+        ``pretrain_network_t``, the arch of ``network_t``), for a validation set that names it (``task: <task>``);
+        built once."""
+        tasks = ((self.opt.get('datasets') or {}).get('train') or {}).get('tasks') or {}
+        own = tasks.get(task) or {}
+        if not own.get('pretrain_network_t'):
+            return self.teacher_runner
+        if task not in self._task_teachers:
+            net = build_network(deepcopy(self.opt['network_t']), f'datasets.train.tasks.{task} teacher')
+            _, params, _ = task_teacher(own['pretrain_network_t'], own.get('param_key_t'),
+                                        f'datasets.train.tasks.{task}.pretrain_network_t')
+            net.load_state_dict({k.removeprefix('module.'): v for k, v in params.items()})
+            teacher = self.kd.teacher
+            self._task_teachers[task] = TeacherRunner(net.to(self.device), teacher.dtype, teacher.channels_last,
+                                                      teacher.pad_to)
+        return self._task_teachers[task]
+
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
         if hasattr(self, 'net_t'):
             self._log_teacher_metrics(dataloader, tb_logger)
@@ -320,15 +358,17 @@ class KDModel(SRModel):
         metrics = (self.opt.get('val') or {}).get('metrics')
         if not metrics or name in self._teacher_results:
             return
+        task = dataloader.dataset.opt.get('task')
+        teacher = self._task_teacher(task) if task else self.teacher_runner
         totals = dict.fromkeys(metrics, 0.0)
         for data in dataloader:
-            sr = tensor2img([self.teacher_forward(data['lq'].to(self.device)).float().cpu()])
+            sr = tensor2img([teacher.forward(data['lq'].to(self.device)).float().cpu()])
             gt = tensor2img([data['gt']])
             for metric, metric_opt in metrics.items():
                 totals[metric] += calculate_metric({'img': sr, 'img2': gt}, metric_opt)
         results = {metric: total / len(dataloader) for metric, total in totals.items()}
         self._teacher_results[name] = results
-        get_root_logger().info(f'Teacher on {name} (computed once): ' +
+        get_root_logger().info(f'Teacher{f" of task {task}" if task else ""} on {name} (computed once): ' +
                                ', '.join(f'{m}: {v:.4f}' for m, v in results.items()))
         if tb_logger:
             for metric, value in results.items():
