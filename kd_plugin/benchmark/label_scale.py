@@ -19,12 +19,24 @@ import cv2
 import torch
 from basicsr.data import build_dataset
 
+from kd_plugin.archs.build import build_network
 from kd_plugin.data.bundled_photos import TRAIN_PHOTOS, load_photo
 from kd_plugin.data.label_cache import build_label_set, check_label_set, load_teachers
 from kd_plugin.data.matlab_bicubic import bicubic_downscale
 
 HR_SIDE = 64
 SCALE = 4
+
+
+def tiny_teacher(folder: str) -> dict[str, Any]:
+    """Options naming a tiny random EDSR x4 teacher, saved as ``<folder>/tiny_teacher.pth`` (seeded)."""
+    arch = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': SCALE}
+    path = osp.join(folder, 'tiny_teacher.pth')
+    if not osp.isfile(path):
+        os.makedirs(folder, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save({'params': build_network(arch).state_dict()}, path)
+    return {'network_t': arch, 'path': {'pretrain_network_t': path}}
 
 
 def write_pairs(folder: str, images: int, seed: int = 0) -> None:
