@@ -14,6 +14,9 @@ $(VENV)/.installed: setup.py
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PINS)
 	$(BIN)/pip install -q -e '.[test,export]'
+	@# the fused CPU slice kernel, built once now rather than at the first inference (where it cannot be built,
+	@# the archs use the PyTorch path and this says why)
+	$(BIN)/python -c "from kd_plugin.archs import fused_slice as f; print('fused CPU slice kernel:', 'built' if f.kernel() else f.failure())"
 	touch $@
 
 # Photo set, cached labels of the shipped T91 + BSD400 HDRNet teacher, DeformableHDRNet with KD from them and alone for

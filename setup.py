@@ -27,6 +27,7 @@ setup(
     version='0.1.0',
     description='Knowledge distillation for image super-resolution, as a BasicSR plugin',
     packages=find_packages(include=['kd_plugin', 'kd_plugin.*']),
+    package_data={'kd_plugin.archs': ['csrc/*.cpp']},  # the fused CPU slice kernel, compiled at first use
     data_files=shipped_files(),
     entry_points={'console_scripts': [f'kd-{name}=kd_plugin.cli.{module}:main' for name, module in TOOLS.items()]},
     python_requires='>=3.10,<3.14',
@@ -47,6 +48,8 @@ setup(
         'tqdm>=4.60',
         # Provides `distutils` on Python >= 3.12, which basicsr/archs/arch_util.py:6 imports.
         'setuptools>=68',
+        # torch's C++ extension loader builds the fused CPU slice kernel with it (kd_plugin/archs/fused_slice.py).
+        'ninja>=1.11',
     ],
     extras_require={
         'test': ['pytest>=8,<10', 'pytest-xdist>=3.5,<4', 'ruff>=0.6'],

@@ -8,6 +8,8 @@ multiplies the pixel's ``n_in`` input channels by the sliced matrix and adds its
 import torch
 import torch.nn.functional as F
 
+from kd_plugin.archs import fused_slice
+
 
 def slice_grid(grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
     """Trilinear lookup of ``grid`` at every pixel of ``guide``.
@@ -87,12 +89,24 @@ def _unfold(x: torch.Tensor, bands: int, h: int) -> torch.Tensor:
     return x.flatten(-3, -2)[..., :h, :]
 
 
+def _fused_kernel(grid: torch.Tensor, training: bool):
+    """The fused C++ slice + apply (:mod:`kd_plugin.archs.fused_slice`) where it applies: CPU float32 inference
+    on plain tensors, outside ``torch.compile``, ``torch.export`` and ONNX export; else None."""
+    if training or grid.device.type != 'cpu' or grid.dtype != torch.float32 or type(grid) is not torch.Tensor:
+        return None
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+        return None
+    return fused_slice.kernel()
+
+
 def slice_and_apply(grid: torch.Tensor, guide: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """``apply_affine(slice_grid(grid, guide), inputs)``, computed faster on the CPU.
 
     Same lookup and the same affine maps: each pixel is sliced exactly as :func:`slice_grid` does, and
-    the apply differs from :func:`apply_affine` only in float rounding (tested to 1e-5); without autograd
-    it runs as :func:`apply_affine_accumulated`. On the CPU the
+    the apply differs from :func:`apply_affine` only in float rounding (tested to 1e-5). CPU inference in
+    float32 runs the fused C++ kernel (:mod:`kd_plugin.archs.fused_slice`: one pass over the output, no
+    sliced-coefficient tensor) where it could be built. Otherwise, without autograd it runs as
+    :func:`apply_affine_accumulated`, and on the CPU the
     image is cut into row bands folded into the batch, so ``grid_sample`` (parallel over the batch only)
     uses every thread, and the 27-channel sliced coefficients never leave the banded layout: only the
     ``n_in``-channel inputs and the ``n_out``-channel result are re-laid out.
@@ -108,6 +122,9 @@ def slice_and_apply(grid: torch.Tensor, guide: torch.Tensor, inputs: torch.Tenso
     b, _, h, _ = inputs.shape
     # with autograd recording, the one broadcast product is cheaper than eight saved addcmul steps
     training = torch.is_grad_enabled() and (grid.requires_grad or inputs.requires_grad)
+    fused = _fused_kernel(grid, training)
+    if fused is not None:
+        return fused.slice_apply(grid, guide if guide.dim() == 4 else guide[:, None], inputs)
     apply = apply_affine if training else apply_affine_accumulated
     bands = _bands(h, b, inputs.device)
     if bands == 1:

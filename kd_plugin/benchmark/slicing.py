@@ -1,10 +1,12 @@
 """Fast slicing, before and after (the library behind ``python -m kd_plugin.cli.slicing``).
 
-Times, round-robin in one run and on the same weights, the bilateral-grid archs' forward pass (and a
-training step) with the reference full-resolution path (``slice_grid`` + ``apply_affine`` and the
-guide as 1x1 convolutions, what the archs ran before) and with the fast path they run now
-(:func:`~kd_plugin.archs.bilateral_grid.slice_and_apply`, :class:`~kd_plugin.archs.bilateral_sr.PointwiseGuide`),
-prints the largest output difference, and puts SRVGGNetCompact beside them, the peer the student's
+Times, round-robin in one run and on the same weights, the bilateral-grid archs' forward pass with three
+full-resolution paths: the reference (``slice_grid`` + ``apply_affine`` and the guide as 1x1 convolutions,
+what the archs first ran), the PyTorch fast path (:func:`~kd_plugin.archs.bilateral_grid.slice_and_apply`
+with the fused kernel off: banded ``grid_sample``, :class:`~kd_plugin.archs.bilateral_sr.PointwiseGuide`) and
+the fused C++ kernel the archs run now on CPU inference (:mod:`kd_plugin.archs.fused_slice`); a training step
+with the reference and the fast path (training never takes the kernel). It prints the largest output
+difference of each path against the reference and puts SRVGGNetCompact beside them, the peer the student's
 CPU latency is compared with.
 """
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from kd_plugin.archs import bilateral_sr
+from kd_plugin.archs import bilateral_sr, fused_slice
 from kd_plugin.archs.bilateral_grid import apply_affine, slice_grid
 from kd_plugin.archs.build import build_network
 from kd_plugin.benchmark.timing import interleaved_medians
@@ -31,10 +33,18 @@ def reference_path() -> Iterator[None]:
         bilateral_sr.slice_and_apply, bilateral_sr.PointwiseGuide.forward = fast_slice, fast_guide
 
 
-def _switched(fn, reference: bool):
+#: The full-resolution paths of the forward pass, in the report's order.
+PATHS = ('reference', 'pytorch', 'fused')
+
+
+def _switched(fn, path: str):
+    """``fn`` run on ``path``: ``reference``, ``pytorch`` (the fast path without the fused kernel) or ``fused``."""
     def run():
-        if reference:
+        if path == 'reference':
             with reference_path():
+                return fn()
+        if path == 'pytorch':
+            with fused_slice.disabled():
                 return fn()
         return fn()
     return run
@@ -50,11 +60,16 @@ def measure(scale: int, lr_size: tuple[int, int], batch: int, patch: int, runs: 
     lq, gt = torch.rand(batch, 3, patch // scale, patch // scale), torch.rand(batch, 3, patch, patch)
     row: dict[str, float] = {}
     forwards, steps = {'SRVGGNetCompact': lambda: peer(x)}, {}
+    if fused_slice.kernel() is None:
+        raise ValueError(f'the fused CPU slice kernel could not be built here ({fused_slice.failure()}), so there is '
+                         'nothing to compare. Fix: install a C++ compiler (and ninja, a dependency of kd_plugin)')
     for name, net in nets.items():
         with torch.no_grad():
-            fast = net.eval()(x)
             with reference_path():
-                row[f'{name}_max_diff'] = (net(x) - fast).abs().max().item()
+                reference = net.eval()(x)
+            for path in PATHS[1:]:
+                out = _switched(lambda net=net: net(x), path)()
+                row[f'{name}_{path}_max_diff'] = (out - reference).abs().max().item()
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
 
         def step(net=net, optimizer=optimizer):
@@ -62,9 +77,10 @@ def measure(scale: int, lr_size: tuple[int, int], batch: int, patch: int, runs: 
             torch.nn.functional.l1_loss(net.train()(lq), gt).backward()
             optimizer.step()
 
-        for path in ('reference', 'fast'):
-            forwards[f'{name}_{path}'] = _switched(lambda net=net: net.eval()(x), path == 'reference')
-            steps[f'{name}_{path}_step'] = _switched(step, path == 'reference')
+        for path in PATHS:
+            forwards[f'{name}_{path}'] = _switched(lambda net=net: net.eval()(x), path)
+        for path in PATHS[:2]:
+            steps[f'{name}_{path}_step'] = _switched(step, path)
     device = torch.device('cpu')
     row.update(interleaved_medians(forwards, device, warmup=1, runs=runs))
     row.update(interleaved_medians(steps, device, warmup=1, runs=runs, grad=True))
@@ -72,15 +88,20 @@ def measure(scale: int, lr_size: tuple[int, int], batch: int, patch: int, runs: 
 
 
 def report(row: dict[str, float], title: str) -> str:
-    lines = [title, '', '| arch | forward, reference path ms | forward, fast path ms | speed-up | max output diff | '
-             'training step, reference ms | training step, fast ms |', '|---|---|---|---|---|---|---|']
+    lines = [title, '', '| arch | forward ms: reference path | PyTorch fast path | fused kernel | fused speed-up over '
+             'PyTorch fast | max output diff to reference: PyTorch fast / fused | training step ms: reference / fast |',
+             '|---|---|---|---|---|---|---|']
     for name in ('HDRNet', 'DeformableHDRNet'):
-        ref, fast = row[f'{name}_reference'], row[f'{name}_fast']
-        lines.append(f'| {name} | {ref * 1e3:.0f} | {fast * 1e3:.0f} | {ref / fast:.2f}x | '
-                     f'{row[f"{name}_max_diff"]:.1e} | {row[f"{name}_reference_step"] * 1e3:.0f} | '
-                     f'{row[f"{name}_fast_step"] * 1e3:.0f} |')
+        ref, fast, fused = (row[f'{name}_{path}'] for path in PATHS)
+        lines.append(f'| {name} | {ref * 1e3:.0f} | {fast * 1e3:.0f} | {fused * 1e3:.0f} | {fast / fused:.2f}x | '
+                     f'{row[f"{name}_pytorch_max_diff"]:.1e} / {row[f"{name}_fused_max_diff"]:.1e} | '
+                     f'{row[f"{name}_reference_step"] * 1e3:.0f} / {row[f"{name}_pytorch_step"] * 1e3:.0f} |')
     lines.append(f'| SRVGGNetCompact | {row["SRVGGNetCompact"] * 1e3:.0f} | | | | | |')
-    student, teacher, peer = row['DeformableHDRNet_fast'], row['HDRNet_fast'], row['SRVGGNetCompact']
-    lines += ['', f'fast path: DeformableHDRNet / SRVGGNetCompact latency = {student / peer:.2f} (target <= 1); '
-                  f'HDRNet / DeformableHDRNet = {teacher / student:.2f}x (target >= 3.5)']
+    peer = row['SRVGGNetCompact']
+    for path in PATHS[1:]:
+        student, teacher = row[f'DeformableHDRNet_{path}'], row[f'HDRNet_{path}']
+        lines.append(f'{path}: DeformableHDRNet / SRVGGNetCompact latency = '
+                     f'{student / peer:.2f} (target <= 0.7); HDRNet / DeformableHDRNet = {teacher / student:.2f}x '
+                     '(target >= 3.5)')
+    lines.insert(len(lines) - 2, '')
     return '\n'.join(lines)

@@ -1,0 +1,112 @@
+"""The fused CPU slice + apply kernel: the reference's result at odd sizes, scales, thread counts and batches; the
+PyTorch path where the kernel cannot be built (said once); training keeps the autograd ops."""
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+
+from kd_plugin.archs import bilateral_grid, fused_slice
+from kd_plugin.archs.bilateral_grid import apply_affine, slice_and_apply, slice_grid
+from kd_plugin.archs.build import build_network
+from tests.helpers import run
+
+needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get('CXX', 'c++')) is None,
+                                    reason='no C++ compiler on this machine: the kernel cannot be built here')
+
+
+@needs_compiler
+def test_the_kernel_builds_where_a_compiler_is():
+    assert fused_slice.kernel() is not None, fused_slice.failure()
+
+
+@needs_compiler
+@pytest.mark.parametrize('threads', [1, 2, 4])
+@pytest.mark.parametrize('batch,size,grid_size,n_in', [(1, (37, 53), (3, 4), 8), (2, (64, 64), (4, 4), 8),
+                                                       (3, (17, 9), (2, 1), 8), (2, (31, 29), (5, 3), 4)])
+def test_the_kernel_equals_the_reference(threads, batch, size, grid_size, n_in):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        grid = torch.rand(batch, 3 * (n_in + 1), 8, *grid_size)
+        guide, feats = torch.rand(batch, 1, *size), torch.rand(batch, n_in, *size)
+        guide[0, 0, 0, :3] = torch.tensor([0.0, 1.0, 0.5])  # the guide's ends and a bin centre
+        reference = apply_affine(slice_grid(grid, guide), feats)
+        out = fused_slice.kernel().slice_apply(grid, guide, feats)
+        torch.testing.assert_close(out, reference, rtol=0, atol=1e-5)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@needs_compiler
+@pytest.mark.parametrize('name', ['HDRNet', 'DeformableHDRNet'])
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_the_archs_give_the_reference_output_with_the_kernel(name, scale):
+    torch.manual_seed(scale)
+    net = build_network({'type': name, 'upscale': scale}).eval()
+    with torch.no_grad():
+        net.coeffs.grid.conv.weight.mul_(300)  # a grid far from zero: the slice matters
+        x = torch.rand(2, 3, 23, 37)
+        calls = []
+        kernel = fused_slice.kernel()
+        real = kernel.slice_apply
+        try:
+            bilateral_grid.fused_slice._state['module'] = type('Spy', (), {
+                'slice_apply': staticmethod(lambda *a: calls.append(1) or real(*a))})
+            fast = net(x)
+        finally:
+            bilateral_grid.fused_slice._state['module'] = kernel
+        with fused_slice.disabled():
+            reference = net(x)
+    assert calls == [1]  # inference took the kernel
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-5)
+
+
+def test_training_and_other_dtypes_keep_the_pytorch_ops(monkeypatch):
+    monkeypatch.setattr(fused_slice, 'kernel', lambda: pytest.fail('the kernel was asked for'))
+    grid = torch.rand(1, 27, 8, 2, 2, requires_grad=True)
+    guide, feats = torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8, 8)
+    out = slice_and_apply(grid, guide, feats)  # autograd recording
+    out.sum().backward()
+    assert grid.grad is not None and grid.grad.abs().sum() > 0
+    with torch.no_grad():
+        slice_and_apply(grid.double(), guide.double(), feats.double())
+    with fused_slice.disabled():
+        monkeypatch.undo()
+        with torch.no_grad():
+            slice_and_apply(grid, guide, feats)  # switched off: no kernel either
+
+
+def test_without_a_compiler_the_pytorch_path_runs_and_one_line_says_why(tmp_path):
+    code = ('import torch, kd_plugin\n'
+            'from kd_plugin.archs import fused_slice\n'
+            'from kd_plugin.archs.bilateral_grid import slice_and_apply, slice_grid, apply_affine\n'
+            'torch.manual_seed(0)\n'
+            'g, gd, f = torch.rand(1, 27, 8, 3, 3), torch.rand(1, 1, 9, 11), torch.rand(1, 8, 9, 11)\n'
+            'with torch.no_grad():\n'
+            '    a = slice_and_apply(g, gd, f)\n'
+            '    b = slice_and_apply(g, gd, f)\n'
+            'print("same", torch.allclose(a, apply_affine(slice_grid(g, gd), f), atol=1e-5))\n'
+            'print("built", fused_slice.kernel() is not None)\n')
+    result = run([sys.executable, '-c', code], env={'CXX': str(tmp_path / 'no-compiler'),
+                                                    'TORCH_EXTENSIONS_DIR': str(tmp_path / 'ext')})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'same True' in result.stdout and 'built False' in result.stdout
+    lines = [line for line in result.stderr.splitlines() if 'fused CPU slice kernel could not be built' in line]
+    assert len(lines) == 1 and 'the bilateral-grid archs use the PyTorch path' in lines[0]  # once, for two calls
+
+
+@needs_compiler
+def test_the_slicing_benchmark_times_every_path_and_reports_the_targets():
+    from kd_plugin.benchmark import slicing
+
+    row = slicing.measure(4, (12, 20), batch=2, patch=32, runs=1)
+    for name in ('HDRNet', 'DeformableHDRNet'):
+        assert all(row[f'{name}_{path}'] > 0 for path in slicing.PATHS)
+        assert row[f'{name}_fused_max_diff'] < 1e-5 and row[f'{name}_pytorch_max_diff'] < 1e-5
+    text = slicing.report(row, 'title')
+    assert '| DeformableHDRNet |' in text and '| SRVGGNetCompact |' in text
+    assert f'fused: DeformableHDRNet / SRVGGNetCompact latency = ' \
+           f'{row["DeformableHDRNet_fused"] / row["SRVGGNetCompact"]:.2f} (target <= 0.7)' in text
