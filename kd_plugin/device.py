@@ -22,7 +22,7 @@ def pick_device(name: str = 'auto') -> torch.device:
 
 def machine_info() -> dict[str, Any]:
     """CPU, core count, Python, torch and (when present) the CUDA device's name."""
-    return {'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
+    return {'cpu': _cpu_model_and_flags()[0], 'cpu_count': os.cpu_count(),
             'python': platform.python_version(), 'torch': torch.__version__,
             'cuda': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
@@ -59,5 +59,4 @@ def describe(device: torch.device, threads: int | None = None) -> str:
     """One line for a report header: the GPU's name, or the CPU with its thread count."""
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    info = machine_info()
-    return f'{info["cpu"]}, {threads or torch.get_num_threads()} CPU threads'
+    return f'{_cpu_model_and_flags()[0]}, {threads or torch.get_num_threads()} CPU threads'

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from kd_plugin.archs import bilateral_grid, fused_slice
+from kd_plugin.archs import fused_slice
 from kd_plugin.archs.bilateral_grid import apply_affine, slice_and_apply, slice_grid
 from kd_plugin.archs.build import build_network
 from tests.helpers import run
@@ -40,28 +40,61 @@ def test_the_kernel_equals_the_reference(threads, batch, size, grid_size, n_in):
         torch.set_num_threads(previous)
 
 
+def _spying(calls: list[str]):
+    """The kernel module with each function recording its name in ``calls``."""
+    kernel = fused_slice.kernel()
+    spy = type('Spy', (), {name: staticmethod(lambda *a, name=name: calls.append(name) or getattr(kernel, name)(*a))
+                           for name in ('slice_apply', 'bilateral_output')})
+    return kernel, spy
+
+
 @needs_compiler
 @pytest.mark.parametrize('name', ['HDRNet', 'DeformableHDRNet'])
 @pytest.mark.parametrize('scale', [2, 3, 4])
-def test_the_archs_give_the_reference_output_with_the_kernel(name, scale):
+@pytest.mark.parametrize('threads', [1, 2, 4])
+def test_the_archs_give_the_reference_output_with_the_kernel(name, scale, threads):
+    """CPU inference runs the whole full-resolution part (pixel shuffle, guide, slice, apply, bicubic base) in the
+    kernel's one pass, with the output of the PyTorch modules."""
     torch.manual_seed(scale)
     net = build_network({'type': name, 'upscale': scale}).eval()
-    with torch.no_grad():
-        net.coeffs.grid.conv.weight.mul_(300)  # a grid far from zero: the slice matters
-        x = torch.rand(2, 3, 23, 37)
-        calls = []
-        kernel = fused_slice.kernel()
-        real = kernel.slice_apply
-        try:
-            bilateral_grid.fused_slice._state['module'] = type('Spy', (), {
-                'slice_apply': staticmethod(lambda *a: calls.append(1) or real(*a))})
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    calls = []
+    kernel, spy = _spying(calls)
+    try:
+        with torch.no_grad():
+            net.coeffs.grid.conv.weight.mul_(300)  # a grid far from zero: the slice matters
+            x = torch.rand(2, 3, 23, 37)
+            fused_slice._state['module'] = spy
             fast = net(x)
-        finally:
-            bilateral_grid.fused_slice._state['module'] = kernel
-        with fused_slice.disabled():
-            reference = net(x)
-    assert calls == [1]  # inference took the kernel
+            fused_slice._state['module'] = kernel
+            with fused_slice.disabled():
+                reference = net(x)
+    finally:
+        fused_slice._state['module'] = kernel
+        torch.set_num_threads(previous)
+    assert calls == ['bilateral_output']  # inference took the kernel, once
+    assert fast.shape == (2, 3, 23 * scale, 37 * scale)
     torch.testing.assert_close(fast, reference, rtol=0, atol=1e-5)
+
+
+@needs_compiler
+def test_hooks_on_the_full_resolution_modules_keep_them_running():
+    """Feature matching and the teacher's tail hook ``upsample`` and ``guide``: with a hook there, the modules run
+    (and the slice still takes the kernel)."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'DeformableHDRNet', 'upscale': 2}).eval()
+    seen, calls = [], []
+    handle = net.guide.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+    kernel, spy = _spying(calls)
+    try:
+        fused_slice._state['module'] = spy
+        with torch.no_grad():
+            net(torch.rand(1, 3, 9, 11))
+    finally:
+        fused_slice._state['module'] = kernel
+        handle.remove()
+    assert seen == [(1, 1, 18, 22)] and calls == ['slice_apply']
 
 
 def test_training_and_other_dtypes_keep_the_pytorch_ops(monkeypatch):

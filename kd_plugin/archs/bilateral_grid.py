@@ -89,7 +89,7 @@ def _unfold(x: torch.Tensor, bands: int, h: int) -> torch.Tensor:
     return x.flatten(-3, -2)[..., :h, :]
 
 
-def _fused_kernel(grid: torch.Tensor, training: bool):
+def fused_kernel_for(grid: torch.Tensor, training: bool):
     """The fused C++ slice + apply (:mod:`kd_plugin.archs.fused_slice`) where it applies: CPU float32 inference
     on plain tensors, outside ``torch.compile``, ``torch.export`` and ONNX export; else None."""
     if training or grid.device.type != 'cpu' or grid.dtype != torch.float32 or type(grid) is not torch.Tensor:
@@ -122,7 +122,7 @@ def slice_and_apply(grid: torch.Tensor, guide: torch.Tensor, inputs: torch.Tenso
     b, _, h, _ = inputs.shape
     # with autograd recording, the one broadcast product is cheaper than eight saved addcmul steps
     training = torch.is_grad_enabled() and (grid.requires_grad or inputs.requires_grad)
-    fused = _fused_kernel(grid, training)
+    fused = fused_kernel_for(grid, training)
     if fused is not None:
         return fused.slice_apply(grid, guide if guide.dim() == 4 else guide[:, None], inputs)
     apply = apply_affine if training else apply_affine_accumulated

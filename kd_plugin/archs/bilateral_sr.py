@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd_plugin.archs.bilateral_grid import slice_and_apply
+from kd_plugin.archs.bilateral_grid import fused_kernel_for, slice_and_apply
 from kd_plugin.archs.modulated_deform_conv import ModulatedDeformConv2d
 
 ConvFactory = Callable[[int, int], nn.Module]
@@ -111,6 +111,13 @@ class PointwiseGuide(nn.Sequential):
         return out.transpose(0, 1) if b > 1 else out.view(1, -1, h, w)
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether a forward hook (of this module, a child, or a global one) would see the module run."""
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
 class BilateralGridSR(nn.Module):
     """Bilateral-grid super-resolution network (see the module docstring for the layout).
 
@@ -172,6 +179,18 @@ class BilateralGridSR(nn.Module):
         self.guide = PointwiseGuide(nn.Conv2d(hr_feat, guide_feat, 1), nn.ReLU(inplace=True),
                                     nn.Conv2d(guide_feat, 1, 1), nn.Sigmoid())
 
+    def _fused_full_resolution(self, grid: torch.Tensor, feat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """The full-resolution part (pixel shuffle, guide, slice, apply, bicubic base) in the fused CPU kernel's one
+        pass (:mod:`kd_plugin.archs.fused_slice`), where it applies: CPU float32 inference with no hook on
+        ``upsample`` or ``guide`` (feature capture and the teacher's tail need those modules to run); else None."""
+        training = torch.is_grad_enabled() and (grid.requires_grad or feat.requires_grad)
+        kernel = fused_kernel_for(grid, training)
+        if kernel is None or x.dtype != torch.float32 or _hooked(self.upsample) or _hooked(self.guide):
+            return None
+        first, second = self.guide[0], self.guide[2]
+        return kernel.bilateral_output(grid, self.upsample[0](feat), x, first.weight.flatten(1), first.bias,
+                                       second.weight.flatten(), second.bias, self.upscale)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.num_in_ch:
             raise ValueError(f'{type(self).__name__} expects input [B, {self.num_in_ch}, h, w] (num_in_ch: '
@@ -179,6 +198,9 @@ class BilateralGridSR(nn.Module):
         feat = self.head(x)
         feat = feat + self.trunk_tail(self.trunk(feat))
         grid = self.coeffs(feat)
+        fused = self._fused_full_resolution(grid, feat, x)
+        if fused is not None:
+            return fused
         hr_feat = self.upsample(feat)
         base = F.interpolate(x, size=hr_feat.shape[-2:], mode='bicubic', align_corners=False)
         return base + slice_and_apply(grid, self.guide(hr_feat), hr_feat).to(base.dtype)

@@ -28,7 +28,8 @@ def reference_path() -> Iterator[None]:
     bilateral_sr.slice_and_apply = lambda grid, guide, feats: apply_affine(slice_grid(grid, guide), feats)
     bilateral_sr.PointwiseGuide.forward = nn.Sequential.forward
     try:
-        yield
+        with fused_slice.disabled():
+            yield
     finally:
         bilateral_sr.slice_and_apply, bilateral_sr.PointwiseGuide.forward = fast_slice, fast_guide
 
