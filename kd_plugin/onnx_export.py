@@ -3,8 +3,9 @@
 The graph takes ``[1, 3, H, W]`` images in [0, 1] of any height and
 width (dynamic axes) and returns ``[1, 3, sH, sW]``; the scale, arch and source are stored in the
 file's metadata. The exporter is torch's (``torch.export`` + onnxscript, opset 20 by default):
-DeformableHDRNet's DCNv2 layer becomes the standard ONNX ``DeformConv`` op and its bilateral slice
-``GridSample`` on the 5-D grid, both run by onnxruntime.
+DeformableHDRNet's DCNv2 layer becomes the standard ONNX ``DeformConv`` op, and the bilateral slice eight
+``Gather`` ops on the grid's cells (:func:`kd_plugin.archs.bilateral_grid.slice_grid_gathered`, which
+onnxruntime runs faster than the 5-D ``GridSample`` the slice was exported as before).
 
 :func:`export_verified` runs the ONNX file in onnxruntime on a real photograph (scikit-image's
 ``astronaut``, cropped) at two sizes and compares with PyTorch: the largest difference must stay within

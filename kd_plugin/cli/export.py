@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--model', required=True, help='OPTIONS.yml or OPTIONS.yml@CHECKPOINT.pth')
     parser.add_argument('--output', required=True, help='the .onnx file to write')
     parser.add_argument('--fp16', action='store_true', help='half-precision weights and activations (fp32 I/O)')
-    parser.add_argument('--opset', type=int, default=20, help='ONNX opset (default 20: 5-D GridSample, DeformConv)')
+    parser.add_argument('--opset', type=int, default=20, help='ONNX opset (default 20; DeformConv needs 19)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
     args = parser.parse_args(argv)
     require_onnx()
