@@ -44,6 +44,21 @@ def experiment_log(folder: str, name: str) -> str:
     return ''.join(open(osp.join(exp, f)).read() for f in os.listdir(exp) if f.endswith('.log'))
 
 
+def refused(folder: str, name: str, change) -> str:
+    """The example's options file ``train_<name>.yml`` changed by ``change(opt)`` (renamed ``refused``) and run
+    from its folder: the stderr of a run that stopped at its pre-run checks (status 2, no experiment written)."""
+    opt_path = osp.join(folder, f'train_{name}.yml')
+    opt = yaml.safe_load(open(opt_path))
+    change(opt)
+    opt['name'] = 'refused'
+    with open(opt_path, 'w') as f:
+        yaml.safe_dump(opt, f)
+    result = run([sys.executable, '-m', 'kd_plugin.cli.train', '-opt', opt_path], cwd=folder)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert not osp.exists(osp.join(folder, 'experiments', 'refused'))
+    return result.stderr
+
+
 def test_every_example_is_tested():
     assert sorted(d for d in os.listdir(EXAMPLES) if osp.isdir(osp.join(EXAMPLES, d))) == [
         'own_arch', 'own_loss', 'own_model']
@@ -58,15 +73,9 @@ def test_your_own_arch_is_distilled_from_cached_labels(tmp_path):
     weights = torch.load(osp.join(folder, 'experiments', name, 'models', 'net_g_latest.pth'))['params']
     assert weights['tail.weight'].shape == (48, 16, 3, 3)  # TinySR's own layer: 3 * 4 * 4 outputs
     # your arch's layers are checked like any arch's: a feature pair naming a layer it lacks is refused
-    opt_path = osp.join(folder, f'train_{name}.yml')
-    opt = yaml.safe_load(open(opt_path))
-    opt['name'] = 'bad_layer'
-    opt['train']['feature_opt'] = {'type': 'FeatureMatchingLoss',
-                                   'pairs': [{'student': 'body.9', 'teacher': 'trunk.1'}]}
-    yaml.safe_dump(opt, open(opt_path, 'w'))
-    refused = run([sys.executable, '-m', 'kd_plugin.cli.train', '-opt', opt_path], cwd=folder)
-    assert refused.returncode == 2 and "TinySR has no layer 'body.9'" in refused.stderr
-    assert not osp.exists(osp.join(folder, 'experiments', 'bad_layer'))
+    pairs = [{'student': 'body.9', 'teacher': 'trunk.1'}]
+    assert "TinySR has no layer 'body.9'" in refused(folder, name, lambda o: o['train'].update(
+        feature_opt={'type': 'FeatureMatchingLoss', 'pairs': pairs}))
 
 
 def test_your_own_loss_is_used_through_distill_opt(tmp_path):
@@ -74,14 +83,8 @@ def test_your_own_loss_is_used_through_distill_opt(tmp_path):
     name = 'KD_HDRNet_to_DeformableHDRNet_photos_x4_gradients'
     log = experiment_log(folder, name)
     assert 'Loss [GradientDistillLoss] is created.' in log and 'End of training' in log
-    opt_path = osp.join(folder, f'train_{name}.yml')
-    opt = yaml.safe_load(open(opt_path))
-    opt['name'] = 'bad_key'
-    opt['train']['distill_opt']['image_weigth'] = 1.0
-    yaml.safe_dump(opt, open(opt_path, 'w'))
-    refused = run([sys.executable, '-m', 'kd_plugin.cli.train', '-opt', opt_path], cwd=folder)
-    assert refused.returncode == 2 and 'train.distill_opt.image_weigth: unknown key' in refused.stderr
-    assert 'image_weight' in refused.stderr
+    stderr = refused(folder, name, lambda o: o['train']['distill_opt'].update(image_weigth=1.0))
+    assert 'train.distill_opt.image_weigth: unknown key' in stderr and 'image_weight' in stderr
 
 
 def test_your_own_kdmodel_subclass_keeps_every_check(tmp_path):
@@ -89,8 +92,6 @@ def test_your_own_kdmodel_subclass_keeps_every_check(tmp_path):
     name = 'KD_HDRNet_to_DeformableHDRNet_photos_x4_decaying'
     log = experiment_log(folder, name)
     assert 'Model [DecayingKDModel] is created.' in log and 'decays to 0 at 60% of training' in log
-    opt_path = osp.join(folder, f'train_{name}.yml')
-    original = yaml.safe_load(open(opt_path))
     for change, needle in (
             (lambda o: o['train'].update(distill_decy={'end_ratio': 0.5}),
              'train.distill_decy: unknown key; did you mean `distill_decay`'),
@@ -98,13 +99,10 @@ def test_your_own_kdmodel_subclass_keeps_every_check(tmp_path):
              'datasets.train'),
             (lambda o: o['path'].update(pretrain_network_t='../../checkpoints/HDRNet_T91_x4_12k.pth'),
              'were made by')):
-        opt = yaml.safe_load(yaml.safe_dump(original))
-        change(opt)
-        opt['name'] = 'refused'
-        yaml.safe_dump(opt, open(opt_path, 'w'))
-        refused = run([sys.executable, '-m', 'kd_plugin.cli.train', '-opt', opt_path], cwd=folder)
-        assert refused.returncode == 2 and needle in refused.stderr, refused.stderr[-2000:]
-        assert not osp.exists(osp.join(folder, 'experiments', 'refused'))
+        original = open(osp.join(folder, f'train_{name}.yml')).read()
+        assert needle in refused(folder, name, change)
+        with open(osp.join(folder, f'train_{name}.yml'), 'w') as f:
+            f.write(original)
 
 
 def test_decay_factor_is_linear_to_zero_at_end_ratio():

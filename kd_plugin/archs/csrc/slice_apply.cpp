@@ -31,6 +31,28 @@ inline void axis(float u, int64_t size, int64_t &lo, int64_t &hi, float &w_hi) {
   w_hi = c - static_cast<float>(lo);
 }
 
+// The grid interpolated along y for output row y of H: row[Gw, D, C] from the cells [Gh, Gw, D, C] of one image.
+inline void grid_row(const float *cells, int64_t y, int64_t H, int64_t Gh, int64_t row_cells, float *row) {
+  int64_t lo, hi;
+  float w_hi;
+  axis((y + 0.5f) * (2.0f / static_cast<float>(H)) - 1.0f, Gh, lo, hi, w_hi);
+  const float *top = cells + lo * row_cells, *bottom = cells + hi * row_cells;
+  const float w_lo = 1.0f - w_hi;
+  for (int64_t k = 0; k < row_cells; ++k) row[k] = w_lo * top[k] + w_hi * bottom[k];
+}
+
+// The C sliced coefficients of one pixel: the y-interpolated row's 4 cells around (x, guide value g).
+inline void slice_pixel(const float *row, int64_t x_lo, int64_t x_hi, float wx, float g, int64_t D, int64_t C,
+                        float *coef) {
+  int64_t z_lo, z_hi;
+  float wz;
+  axis(g * 2.0f - 1.0f, D, z_lo, z_hi, wz);
+  const float w00 = (1.0f - wx) * (1.0f - wz), w01 = (1.0f - wx) * wz, w10 = wx * (1.0f - wz), w11 = wx * wz;
+  const float *c00 = row + (x_lo * D + z_lo) * C, *c01 = row + (x_lo * D + z_hi) * C;
+  const float *c10 = row + (x_hi * D + z_lo) * C, *c11 = row + (x_hi * D + z_hi) * C;
+  for (int64_t c = 0; c < C; ++c) coef[c] = w00 * c00[c] + w01 * c01[c] + w10 * c10[c] + w11 * c11[c];
+}
+
 }  // namespace
 
 torch::Tensor slice_apply(const torch::Tensor &grid, const torch::Tensor &guide, const torch::Tensor &inputs) {
@@ -54,7 +76,7 @@ torch::Tensor slice_apply(const torch::Tensor &grid, const torch::Tensor &guide,
   const float *cells_p = cells.data_ptr<float>(), *g_p = g.data_ptr<float>(), *in_p = in.data_ptr<float>();
   float *out_p = out.data_ptr<float>();
   const int64_t row_cells = Gw * D * C, plane = H * W;
-  const float step_x = 2.0f / static_cast<float>(W), step_y = 2.0f / static_cast<float>(H);
+  const float step_x = 2.0f / static_cast<float>(W);
 
   // x-axis lookups are the same for every row: computed once
   std::vector<int64_t> x_lo(W), x_hi(W);
@@ -66,25 +88,12 @@ torch::Tensor slice_apply(const torch::Tensor &grid, const torch::Tensor &guide,
     std::vector<float> coef(C);
     for (int64_t by = begin; by < end; ++by) {
       const int64_t b = by / H, y = by % H;
-      int64_t y_lo, y_hi;
-      float wy;
-      axis((y + 0.5f) * step_y - 1.0f, Gh, y_lo, y_hi, wy);
-      const float *top = cells_p + (b * Gh + y_lo) * row_cells, *bottom = cells_p + (b * Gh + y_hi) * row_cells;
-      const float wt = 1.0f - wy;
-      for (int64_t k = 0; k < row_cells; ++k) row[k] = wt * top[k] + wy * bottom[k];
-
+      grid_row(cells_p + b * Gh * row_cells, y, H, Gh, row_cells, row.data());
       const float *g_row = g_p + b * plane + y * W;
       const float *in_row = in_p + b * n_in * plane + y * W;
       float *out_row = out_p + b * n_out * plane + y * W;
       for (int64_t x = 0; x < W; ++x) {
-        int64_t z_lo, z_hi;
-        float wz;
-        axis(g_row[x] * 2.0f - 1.0f, D, z_lo, z_hi, wz);
-        const float wx = x_w[x];
-        const float w00 = (1.0f - wx) * (1.0f - wz), w01 = (1.0f - wx) * wz, w10 = wx * (1.0f - wz), w11 = wx * wz;
-        const float *c00 = row.data() + (x_lo[x] * D + z_lo) * C, *c01 = row.data() + (x_lo[x] * D + z_hi) * C;
-        const float *c10 = row.data() + (x_hi[x] * D + z_lo) * C, *c11 = row.data() + (x_hi[x] * D + z_hi) * C;
-        for (int64_t c = 0; c < C; ++c) coef[c] = w00 * c00[c] + w01 * c01[c] + w10 * c10[c] + w11 * c11[c];
+        slice_pixel(row.data(), x_lo[x], x_hi[x], x_w[x], g_row[x], D, C, coef.data());
         for (int64_t o = 0; o < n_out; ++o) {
           const float *a = coef.data() + o * (n_in + 1);
           float acc = a[n_in];
@@ -143,7 +152,7 @@ torch::Tensor bilateral_output(const torch::Tensor &grid, const torch::Tensor &u
   const float *w2_p = w2.contiguous().data_ptr<float>(), b2_v = b2.item<float>();
   float *out_p = out.data_ptr<float>();
   const int64_t row_cells = Gw * D * C, lr_plane = h * w, plane = H * W;
-  const float step_x = 2.0f / static_cast<float>(W), step_y = 2.0f / static_cast<float>(H);
+  const float step_x = 2.0f / static_cast<float>(W);
   const float inv_s = 1.0f / static_cast<float>(s);
 
   std::vector<int64_t> x_lo(W), x_hi(W), cx(4 * W);
@@ -157,12 +166,7 @@ torch::Tensor bilateral_output(const torch::Tensor &grid, const torch::Tensor &u
     std::vector<float> row(row_cells), coef(C), u(n_in * W), hidden(W), guide(W), vert(n_out * w);
     for (int64_t by = begin; by < end; ++by) {
       const int64_t b = by / H, Y = by % H, ly = Y / s, sy = Y % s;
-      // the grid along y for this row
-      int64_t y_lo, y_hi;
-      float wy;
-      axis((Y + 0.5f) * step_y - 1.0f, Gh, y_lo, y_hi, wy);
-      const float *top = cells_p + (b * Gh + y_lo) * row_cells, *bottom = cells_p + (b * Gh + y_hi) * row_cells;
-      for (int64_t k = 0; k < row_cells; ++k) row[k] = (1.0f - wy) * top[k] + wy * bottom[k];
+      grid_row(cells_p + b * Gh * row_cells, Y, H, Gh, row_cells, row.data());
       // u for this row, out of the pixel shuffle: u[i][X] = up[b, i*s*s + sy*s + X%s, ly, X/s]
       for (int64_t i = 0; i < n_in; ++i) {
         for (int64_t sx = 0; sx < s; ++sx) {
@@ -198,14 +202,7 @@ torch::Tensor bilateral_output(const torch::Tensor &grid, const torch::Tensor &u
       }
       float *out_row = out_p + b * n_out * plane + Y * W;
       for (int64_t X = 0; X < W; ++X) {
-        int64_t z_lo, z_hi;
-        float wz;
-        axis(guide[X] * 2.0f - 1.0f, D, z_lo, z_hi, wz);
-        const float ax = x_w[X];
-        const float w00 = (1.0f - ax) * (1.0f - wz), w01 = (1.0f - ax) * wz, w10 = ax * (1.0f - wz), w11 = ax * wz;
-        const float *c00 = row.data() + (x_lo[X] * D + z_lo) * C, *c01 = row.data() + (x_lo[X] * D + z_hi) * C;
-        const float *c10 = row.data() + (x_hi[X] * D + z_lo) * C, *c11 = row.data() + (x_hi[X] * D + z_hi) * C;
-        for (int64_t c = 0; c < C; ++c) coef[c] = w00 * c00[c] + w01 * c01[c] + w10 * c10[c] + w11 * c11[c];
+        slice_pixel(row.data(), x_lo[X], x_hi[X], x_w[X], guide[X], D, C, coef.data());
         const int64_t *tx = &cx[4 * X];
         const float *tw = &wx[4 * X];
         for (int64_t o = 0; o < n_out; ++o) {
