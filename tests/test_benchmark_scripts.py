@@ -56,5 +56,7 @@ def test_kd_overhead_options_keep_the_files_losses_and_drop_only_forward_adaptat
 def test_arch_cost_prints_the_table(capsys):
     arch_cost.main(['--lr-size', '12', '20', '--runs', '1', '--threads', '1'])
     out = capsys.readouterr().out
-    for name in ('HDRNet', 'DeformableHDRNet', 'EDSR (32x4)', 'SRVGGNetCompact'):
+    for name in ('HDRNet', 'DeformableHDRNet', 'EDSR (32x4)', 'SRVGGNetCompact', 'HDRNet, before',
+                 'DeformableHDRNet, before'):  # the plugin's archs on the paths they ran before, beside
         assert f'| {name} |' in out
+    assert "DeformableHDRNet: " in out and "DeformableHDRNet, before: " in out and '(target <= 0.7)' in out

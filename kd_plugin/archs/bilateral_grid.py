@@ -5,6 +5,9 @@ coefficients of an affine map (Gharbi et al., SIGGRAPH 2017). Slicing looks the 
 output pixel ``(x, y)`` and its guide value ``g`` in [0, 1] with trilinear interpolation; applying
 multiplies the pixel's ``n_in`` input channels by the sliced matrix and adds its offset column.
 """
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
@@ -122,6 +125,20 @@ def _unfold(x: torch.Tensor, bands: int, h: int) -> torch.Tensor:
     return x.flatten(-3, -2)[..., :h, :]
 
 
+_export = {'gathered': True}
+
+
+@contextmanager
+def grid_sample_export() -> Iterator[None]:
+    """Inside the block, an ONNX export slices with the 5-D ``grid_sample`` (as before :func:`slice_grid_gathered`),
+    for the cost benchmark's before-and-after rows."""
+    _export['gathered'] = False
+    try:
+        yield
+    finally:
+        _export['gathered'] = True
+
+
 def fused_kernel_for(grid: torch.Tensor, training: bool):
     """The fused C++ slice + apply (:mod:`kd_plugin.archs.fused_slice`) where it applies: CPU float32 inference
     on plain tensors, outside ``torch.compile``, ``torch.export`` and ONNX export; else None."""
@@ -160,7 +177,7 @@ def slice_and_apply(grid: torch.Tensor, guide: torch.Tensor, inputs: torch.Tenso
         return fused.slice_apply(grid, guide if guide.dim() == 4 else guide[:, None], inputs)
     apply = apply_affine if training else apply_affine_accumulated
     if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
-        return apply(slice_grid_gathered(grid, guide), inputs)
+        return apply((slice_grid_gathered if _export['gathered'] else slice_grid)(grid, guide), inputs)
     bands = _bands(h, b, inputs.device)
     if bands == 1:
         return apply(slice_grid(grid, guide), inputs)
