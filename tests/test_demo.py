@@ -92,3 +92,13 @@ def test_a_modified_checkpoint_fails_its_listed_sha256(tmp_path):
     with pytest.raises(ValueError, match=r'teacher.pth has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64} .*Fix: git '
                                          r'checkout'):
         verify_listed_sha256(str(tmp_path / 'teacher.pth'), str(tmp_path / 'SHA256SUMS'))
+
+
+def test_every_shipped_checkpoint_matches_its_listed_sha256():
+    folder = osp.join(ROOT, 'checkpoints')
+    with open(osp.join(folder, 'SHA256SUMS')) as f:
+        listed = dict(reversed(line.split()) for line in f if line.strip())
+    shipped = sorted(n for n in os.listdir(folder) if n.endswith('.pth'))
+    assert shipped == sorted(listed)
+    for name in shipped:
+        assert sha256(osp.join(folder, name)) == listed[name], name
