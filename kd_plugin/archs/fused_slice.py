@@ -10,6 +10,8 @@ benchmark times both paths in one run).
 import hashlib
 import logging
 import os
+import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from os import path as osp
@@ -50,6 +52,8 @@ def kernel() -> ModuleType | None:
                 from torch.utils import cpp_extension
             finally:
                 quiet.setLevel(level)
+            if shutil.which('ninja') is None:  # pip's ninja (a dependency) lies beside the interpreter
+                os.environ['PATH'] = osp.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
             _state['module'] = cpp_extension.load(name=_build_name(), sources=[SOURCE],
                                                   extra_cflags=['-O3', '-march=native'], verbose=False)
         except Exception as err:  # noqa: BLE001  (a missing compiler, ninja or header: keep the PyTorch path)
