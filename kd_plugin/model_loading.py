@@ -115,7 +115,8 @@ class OnnxNet(nn.Module):
     like the PyTorch network: ``[1, 3, h, w]`` float tensor in, ``[1, 3, s*h, s*w]`` out (gradients do
     not flow through it). ``scale`` comes from the file's metadata."""
 
-    def __init__(self, path: str, threads: int | None = None, provider: str = 'CPUExecutionProvider') -> None:
+    def __init__(self, path: str, threads: int | None = None, provider: str = 'CPUExecutionProvider',
+                 profile_prefix: str | None = None) -> None:
         super().__init__()
         try:
             import onnxruntime as ort
@@ -125,6 +126,9 @@ class OnnxNet(nn.Module):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if profile_prefix:  # onnxruntime's own per-node timings, written by session.end_profiling()
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         try:
             self.session = ort.InferenceSession(path, options, providers=[provider])
         except Exception as err:  # noqa: BLE001  (onnxruntime raises its own exception types)

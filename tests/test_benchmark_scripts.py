@@ -1,7 +1,11 @@
 """The benchmark scripts run end to end on tiny settings (their figures are measured, not asserted)."""
 import re
 
+import pytest
+import torch
+
 from kd_plugin.benchmark import kd_overhead
+from kd_plugin.benchmark.cost import onnxruntime_op_shares
 from kd_plugin.cli import arch_cost
 from tests.kd_fixtures import TINY_STUDENT, TINY_TEACHER, all_losses
 
@@ -60,3 +64,20 @@ def test_arch_cost_prints_the_table(capsys):
                  'DeformableHDRNet, before'):  # the plugin's archs on the paths they ran before, beside
         assert f'| {name} |' in out
     assert "DeformableHDRNet: " in out and "DeformableHDRNet, before: " in out and '(target <= 0.7)' in out
+
+
+def test_onnxruntime_op_shares_split_the_time_by_op_type():
+    pytest.importorskip('onnxruntime')
+    class TwoConvs(torch.nn.Module):  # forward(x): the exporter's dynamic shapes name the input x
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.Conv2d(32, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x))) + x
+
+    # convs dominate, and the shares are fractions of one whole
+    net = TwoConvs()
+    shares = onnxruntime_op_shares(net, (24, 32), threads=1, runs=2)
+    assert abs(sum(shares.values()) - 1) < 1e-6
+    assert 'Conv' in next(iter(shares)) and 'Add' in shares

@@ -1,5 +1,7 @@
 """What running a network costs: parameters, FLOPs, latency and peak memory at one input size."""
+import json
 import tempfile
+from collections import defaultdict
 from os import path as osp
 from typing import Any
 
@@ -64,3 +66,32 @@ def onnxruntime_latency(net: torch.nn.Module, lr_size: tuple[int, int], threads:
         session = OnnxNet(path, threads=threads)
         x = torch.rand(1, 3, *lr_size)
         return {'ort_cpu_ms': median_latency(lambda: session(x), torch.device('cpu'), warmup=1, runs=runs) * 1e3}
+
+
+def onnxruntime_op_shares(net: torch.nn.Module, lr_size: tuple[int, int], threads: int,
+                          runs: int) -> dict[str, float]:
+    """Where onnxruntime spends its time on ``net`` exported to ONNX: each op type's share (0-1) of the summed
+    node kernel time over ``runs`` runs after one warm-up, from onnxruntime's own profiler, largest first.
+    Empty when onnxruntime is not installed or the export fails."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'model.onnx')
+        try:
+            export_onnx(net.float().eval(), path, opset=20)
+        except ExportError:
+            return {}
+        session = OnnxNet(path, threads=threads, profile_prefix=osp.join(tmp, 'profile'))
+        x = torch.rand(1, 3, *lr_size)
+        for _ in range(runs + 1):
+            session(x)
+        with open(session.session.end_profiling()) as f:
+            events = json.load(f)
+    totals: dict[str, float] = defaultdict(float)
+    for event in events:
+        if event.get('cat') == 'Node' and event['name'].endswith('_kernel_time'):
+            totals[event['args']['op_name']] += event['dur']
+    whole = sum(totals.values()) or 1.0
+    return dict(sorted(((op, t / whole) for op, t in totals.items()), key=lambda kv: -kv[1]))

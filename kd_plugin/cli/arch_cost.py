@@ -8,6 +8,7 @@ latency and peak memory; and the ratios the student's targets are stated in. The
 slice, the paths they ran before. Weights are random: cost does not depend on them (quality does:
 ``python -m kd_plugin.cli.benchmark``).
 """
+import contextlib
 import sys
 
 import torch
@@ -15,7 +16,7 @@ import torch
 from kd_plugin.archs import fused_slice
 from kd_plugin.archs.bilateral_grid import grid_sample_export
 from kd_plugin.archs.build import build_network
-from kd_plugin.benchmark.cost import measure_cost
+from kd_plugin.benchmark.cost import measure_cost, onnxruntime_op_shares
 from kd_plugin.benchmark.peers import peer_specs
 from kd_plugin.cli.common import Parser, add_device, tool
 from kd_plugin.device import describe, pick_device
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--all', action='store_true', help='every peer of the README benchmark, not only two')
     parser.add_argument('--skip-onnx', action='store_true', help='no onnxruntime column')
+    parser.add_argument('--onnx-profile', action='store_true',
+                        help="also print where onnxruntime's time goes (share per op type) for the student")
     add_device(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -74,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
               f'{teacher["cpu_fp32_ms"] / student["cpu_fp32_ms"]:.2f}x (target >= 3.5)'
               + (f', onnxruntime / PyTorch CPU = {student["ort_cpu_ms"] / student["cpu_fp32_ms"]:.2f} (target <= 1)'
                  if 'ort_cpu_ms' in student else ''))
+    if args.onnx_profile:
+        student = build_network(dict(peer_specs(args.scale, False)['DeformableHDRNet'])).eval()
+        for suffix, ctx in (('', contextlib.nullcontext), (', before', grid_sample_export)):
+            with ctx():
+                shares = onnxruntime_op_shares(student, tuple(args.lr_size), args.threads, args.runs)
+            print(f"onnxruntime's time on DeformableHDRNet{suffix}, by op type: "
+                  + (', '.join(f'{op} {share:.0%}' for op, share in shares.items() if share >= 0.005)
+                     or 'not measured (onnxruntime or the export missing)'))
     return 0
 
 
