@@ -9,7 +9,7 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torchvision.ops import deform_conv2d
 
-from kd_plugin.archs.bilateral_grid import apply_affine, slice_and_apply, slice_grid
+from kd_plugin.archs.bilateral_grid import apply_affine, slice_and_apply, slice_grid, slice_grid_gathered
 from kd_plugin.archs.modulated_deform_conv import ModulatedDeformConv2d
 from kd_plugin.benchmark.flops import count_flops, count_params
 from tests.helpers import run
@@ -43,13 +43,15 @@ def reference_slice(grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@pytest.mark.parametrize('grid_size,image_size,bins', [((3, 4), (7, 9), 5), ((2, 2), (5, 3), 8), ((4, 4), (4, 4), 2)])
-def test_slice_matches_loop_reference(grid_size, image_size, bins):
+@pytest.mark.parametrize('slicer', [slice_grid, slice_grid_gathered], ids=['grid_sample', 'gathered_for_onnx'])
+@pytest.mark.parametrize('grid_size,image_size,bins', [((3, 4), (7, 9), 5), ((2, 2), (5, 3), 8), ((4, 4), (4, 4), 2),
+                                                       ((5, 3), (3, 2), 3)])  # last: a grid larger than the image
+def test_slice_matches_loop_reference(grid_size, image_size, bins, slicer):
     gen = torch.Generator().manual_seed(0)
     grid = torch.randn(2, 3, bins, *grid_size, generator=gen, dtype=torch.float64)
     guide = torch.rand(2, 1, *image_size, generator=gen, dtype=torch.float64)
     guide[0, 0, 0, 0], guide[0, 0, -1, -1], guide[1, 0, 0, -1] = 0.0, 1.0, 1.0  # guide at the ends of the range
-    torch.testing.assert_close(slice_grid(grid, guide), reference_slice(grid, guide), atol=1e-5, rtol=0)
+    torch.testing.assert_close(slicer(grid, guide), reference_slice(grid, guide), atol=1e-5, rtol=0)
 
 
 def test_slice_of_constant_grid_and_guide_independence_across_bins():
