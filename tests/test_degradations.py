@@ -120,3 +120,23 @@ def test_bd_and_dn_reproduce_rdns_published_bicubic_baseline_on_set5(tmp_path):
         assert result.returncode == 0, result.stderr
         psnr = evaluate(bicubic_upscaler(3), load_test_set(str(tmp_path / kind), 3), 3)['psnr']
         assert abs(psnr - published) < tolerance, (kind, psnr)
+
+
+def test_a_held_out_folder_with_hr_and_lr_is_scored_on_its_own_lr(tmp_path):
+    """``prepare split`` writes ``val/HR`` and ``val/LR``; for BD or DN the LR is not bicubic, so the benchmark
+    must read it, not make a bicubic one (it once did, and scored BD and DN held-out sets as BI)."""
+    from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
+    from tests.helpers import shared_data
+
+    assert prepare('lr', '--degradation', 'bd', '--input', shared_data('Set5', 'HR'), '--output',
+                   str(tmp_path / 'bd'), '--scales', '4').returncode == 0
+    val = tmp_path / 'val'  # the split's layout: HR/ and LR/ side by side
+    (tmp_path / 'bd' / 'X4').rename(val)
+    images = load_test_set(str(val), 4)
+    for image in images:
+        assert np.array_equal(image.lr, read_image(str(val / 'LR' / f'{image.name}.png')))
+    bicubic = evaluate(bicubic_upscaler(4), load_test_set(shared_data('Set5'), 4), 4)['psnr']
+    assert evaluate(bicubic_upscaler(4), images, 4)['psnr'] < bicubic - 0.5  # blurred LR scores lower
+    (val / 'LR' / 'bird.png').unlink()
+    with pytest.raises(FileNotFoundError, match='bird.png has no LR image'):
+        load_test_set(str(val), 4)

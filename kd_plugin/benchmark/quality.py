@@ -34,16 +34,21 @@ class TestImage:
 
 def load_test_set(folder: str, scale: int) -> list[TestImage]:
     """The HR/LR pairs of one test set folder: ``HR/`` and optional ``LR_bicubic/X{s}/`` (the standard sets'
-    layout; a missing LR is made by MATLAB bicubic), or ``X{s}/HR`` and ``X{s}/LR`` as ``prepare lr`` writes them
-    (e.g. the BD and DN test sets; the LR must be there).
+    layout; a missing LR is made by MATLAB bicubic), ``HR/`` and ``LR/`` (what ``prepare split`` writes for a
+    held-out set) or ``X{s}/HR`` and ``X{s}/LR`` as ``prepare lr`` writes them (e.g. the BD and DN test sets). In
+    the last two layouts the LR must be there: it may come from another degradation than bicubic.
 
     Raises ``FileNotFoundError`` / ``ValueError`` naming the set (and image) when the folder is
     missing, an image cannot be read or is not 8-bit, or an LR file's size disagrees with the scale.
     """
     set_name = osp.basename(osp.normpath(folder))
     hr_dir, lr_dir = osp.join(folder, 'HR'), osp.join(folder, 'LR_bicubic', f'X{scale}')
+    given_lr = osp.isdir(osp.join(folder, 'LR')) and not osp.isdir(lr_dir)
+    if given_lr:
+        lr_dir = osp.join(folder, 'LR')
     if osp.isdir(osp.join(folder, f'X{scale}', 'HR')):
         hr_dir, lr_dir = osp.join(folder, f'X{scale}', 'HR'), osp.join(folder, f'X{scale}', 'LR')
+        given_lr = True
         if not osp.isdir(lr_dir):
             raise FileNotFoundError(f'test set {set_name}: {lr_dir!r} does not exist. Fix: python -m '
                                     f'kd_plugin.cli.prepare lr --input <HR folder> --output {folder} --scales {scale}')
@@ -67,6 +72,9 @@ def load_test_set(folder: str, scale: int) -> list[TestImage]:
                 raise ValueError(f'test set {set_name}: {name}: LR {lr.shape} x{scale} does not give the '
                                  f'(modcropped) HR {hr.shape}. Fix: regenerate {lr_dir} with `python -m '
                                  f'kd_plugin.cli.prepare lr`, or remove it to have the LR computed here')
+        elif given_lr:
+            raise FileNotFoundError(f'test set {set_name}: {name} has no LR image {lr_path!r}; this layout gives '
+                                    'its own LR (it may not be bicubic). Fix: add it, or remove the HR image')
         else:
             lr = bicubic_downscale(hr, scale)
         images.append(TestImage(osp.splitext(name)[0], hr, lr))
