@@ -91,11 +91,16 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def verify_listed_sha256(path: str, sums_file: str) -> str:
-    """``path``, after checking its SHA-256 against its line in ``sums_file`` (``<hex>  <file name>``, as
-    ``sha256sum`` writes); ``ValueError`` naming both and the fix otherwise."""
+def listed_sha256(sums_file: str) -> dict[str, str]:
+    """File name -> SHA-256 hex of every line of ``sums_file`` (``<hex>  <file name>``, as ``sha256sum`` writes)."""
     with open(sums_file) as f:
-        expected = dict(reversed(line.split()) for line in f if line.strip())
+        return dict(reversed(line.split()) for line in f if line.strip())
+
+
+def verify_listed_sha256(path: str, sums_file: str) -> str:
+    """``path``, after checking its SHA-256 against its line in ``sums_file`` (:func:`listed_sha256`);
+    ``ValueError`` naming both and the fix otherwise."""
+    expected = listed_sha256(sums_file)
     actual = sha256(path)
     if expected.get(osp.basename(path)) != actual:
         raise ValueError(f'{path} has SHA-256 {actual}, expected {expected.get(osp.basename(path))} '

@@ -8,7 +8,7 @@ from os import path as osp
 import cv2
 import pytest
 
-from kd_plugin.checkpoint_io import sha256
+from kd_plugin.checkpoint_io import listed_sha256, sha256
 from kd_plugin.cli import demo
 from kd_plugin.runs import SHA256SUMS as TEACHER_SHA256
 from kd_plugin.runs import SHIPPED_TEACHER as TEACHER
@@ -17,8 +17,7 @@ from tests.helpers import ROOT, run, tool_in_process
 
 
 def test_shipped_teacher_matches_its_published_sha256():
-    with open(osp.join(ROOT, TEACHER_SHA256)) as f:
-        listed = dict(reversed(line.split()) for line in f if line.strip())
+    listed = listed_sha256(osp.join(ROOT, TEACHER_SHA256))
     assert listed[osp.basename(TEACHER)] == sha256(osp.join(ROOT, TEACHER))
     docs = ''.join(open(path).read() for path in glob.glob(osp.join(ROOT, 'docs', '*.md')))
     assert listed[osp.basename(TEACHER)] in docs  # the documentation states it
@@ -26,8 +25,7 @@ def test_shipped_teacher_matches_its_published_sha256():
 
 def test_every_shipped_checkpoint_is_listed_with_its_sha256():
     folder = osp.join(ROOT, 'checkpoints')
-    with open(osp.join(ROOT, TEACHER_SHA256)) as f:
-        listed = dict(reversed(line.split()) for line in f if line.strip())
+    listed = listed_sha256(osp.join(ROOT, TEACHER_SHA256))
     shipped = sorted(n for n in os.listdir(folder) if n.endswith('.pth'))
     assert shipped and sorted(listed) == shipped
     for name in shipped:
@@ -92,13 +90,3 @@ def test_a_modified_checkpoint_fails_its_listed_sha256(tmp_path):
     with pytest.raises(ValueError, match=r'teacher.pth has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64} .*Fix: git '
                                          r'checkout'):
         verify_listed_sha256(str(tmp_path / 'teacher.pth'), str(tmp_path / 'SHA256SUMS'))
-
-
-def test_every_shipped_checkpoint_matches_its_listed_sha256():
-    folder = osp.join(ROOT, 'checkpoints')
-    with open(osp.join(folder, 'SHA256SUMS')) as f:
-        listed = dict(reversed(line.split()) for line in f if line.strip())
-    shipped = sorted(n for n in os.listdir(folder) if n.endswith('.pth'))
-    assert shipped == sorted(listed)
-    for name in shipped:
-        assert sha256(osp.join(folder, name)) == listed[name], name

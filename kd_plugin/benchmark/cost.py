@@ -2,6 +2,8 @@
 import json
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from os import path as osp
 from typing import Any
 
@@ -50,20 +52,32 @@ def measure_cost(net: torch.nn.Module, lr_size: tuple[int, int], threads: int, r
     return cost
 
 
-def onnxruntime_latency(net: torch.nn.Module, lr_size: tuple[int, int], threads: int, runs: int) -> dict[str, Any]:
-    """``ort_cpu_ms``: median latency of ``net`` exported to ONNX (:mod:`kd_plugin.onnx_export`) in onnxruntime's
-    CPU provider with ``threads`` threads; ``ort_note`` says why not when it cannot be measured."""
+@contextmanager
+def _onnxruntime_session(net: torch.nn.Module, threads: int, profile: bool = False) -> Iterator[OnnxNet | str]:
+    """``net`` exported to a temporary ONNX file (:mod:`kd_plugin.onnx_export`) and loaded in onnxruntime's CPU
+    provider with ``threads`` threads (and its profiler on, with ``profile``), for the block; or, where that cannot
+    be, the reason as a string."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        return {'ort_note': 'onnxruntime not installed (pip install -e ".[export]")'}
+        yield 'onnxruntime not installed (pip install -e ".[export]")'
+        return
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'model.onnx')
         try:
             export_onnx(net.float().eval(), path, opset=20)
         except ExportError as err:
-            return {'ort_note': f'no ONNX export: {err}'}
-        session = OnnxNet(path, threads=threads)
+            yield f'no ONNX export: {err}'
+            return
+        yield OnnxNet(path, threads=threads, profile_prefix=osp.join(tmp, 'profile') if profile else None)
+
+
+def onnxruntime_latency(net: torch.nn.Module, lr_size: tuple[int, int], threads: int, runs: int) -> dict[str, Any]:
+    """``ort_cpu_ms``: median latency of ``net`` exported to ONNX (:mod:`kd_plugin.onnx_export`) in onnxruntime's
+    CPU provider with ``threads`` threads; ``ort_note`` says why not when it cannot be measured."""
+    with _onnxruntime_session(net, threads) as session:
+        if isinstance(session, str):
+            return {'ort_note': session}
         x = torch.rand(1, 3, *lr_size)
         return {'ort_cpu_ms': median_latency(lambda: session(x), torch.device('cpu'), warmup=1, runs=runs) * 1e3}
 
@@ -73,17 +87,9 @@ def onnxruntime_op_shares(net: torch.nn.Module, lr_size: tuple[int, int], thread
     """Where onnxruntime spends its time on ``net`` exported to ONNX: each op type's share (0-1) of the summed
     node kernel time over ``runs`` runs after one warm-up, from onnxruntime's own profiler, largest first.
     Empty when onnxruntime is not installed or the export fails."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = osp.join(tmp, 'model.onnx')
-        try:
-            export_onnx(net.float().eval(), path, opset=20)
-        except ExportError:
+    with _onnxruntime_session(net, threads, profile=True) as session:
+        if isinstance(session, str):
             return {}
-        session = OnnxNet(path, threads=threads, profile_prefix=osp.join(tmp, 'profile'))
         x = torch.rand(1, 3, *lr_size)
         for _ in range(runs + 1):
             session(x)

@@ -43,15 +43,16 @@ def load_test_set(folder: str, scale: int) -> list[TestImage]:
     """
     set_name = osp.basename(osp.normpath(folder))
     hr_dir, lr_dir = osp.join(folder, 'HR'), osp.join(folder, 'LR_bicubic', f'X{scale}')
-    given_lr = osp.isdir(osp.join(folder, 'LR')) and not osp.isdir(lr_dir)
-    if given_lr:
-        lr_dir = osp.join(folder, 'LR')
+    given_lr = True  # the layout's LR must be read, never made: it may not be bicubic
     if osp.isdir(osp.join(folder, f'X{scale}', 'HR')):
         hr_dir, lr_dir = osp.join(folder, f'X{scale}', 'HR'), osp.join(folder, f'X{scale}', 'LR')
-        given_lr = True
         if not osp.isdir(lr_dir):
             raise FileNotFoundError(f'test set {set_name}: {lr_dir!r} does not exist. Fix: python -m '
                                     f'kd_plugin.cli.prepare lr --input <HR folder> --output {folder} --scales {scale}')
+    elif osp.isdir(osp.join(folder, 'LR')) and not osp.isdir(lr_dir):
+        lr_dir = osp.join(folder, 'LR')
+    else:
+        given_lr = False
     if not osp.isdir(hr_dir):
         raise FileNotFoundError(f'test set {set_name}: {hr_dir!r} does not exist (expected {folder}/HR/ and '
                                 f'optionally {folder}/LR_bicubic/X{scale}/, or {folder}/X{scale}/{{HR,LR}})')

@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     cuda = device.type == 'cuda'
-    rows = {}
+    rows, nets = {}, {}
     for name, spec in peer_specs(args.scale, args.all).items():
-        net = build_network(dict(spec)).eval()
+        net = nets[name] = build_network(dict(spec)).eval()
         rows[name] = measure_cost(net, tuple(args.lr_size), args.threads, args.runs, cuda, cpu_dtypes=('fp32',),
                                   onnx=not args.skip_onnx)
         if name in PLUGIN_ARCHS:
@@ -78,10 +78,9 @@ def main(argv: list[str] | None = None) -> int:
               + (f', onnxruntime / PyTorch CPU = {student["ort_cpu_ms"] / student["cpu_fp32_ms"]:.2f} (target <= 1)'
                  if 'ort_cpu_ms' in student else ''))
     if args.onnx_profile:
-        student = build_network(dict(peer_specs(args.scale, False)['DeformableHDRNet'])).eval()
         for suffix, ctx in (('', contextlib.nullcontext), (', before', grid_sample_export)):
             with ctx():
-                shares = onnxruntime_op_shares(student, tuple(args.lr_size), args.threads, args.runs)
+                shares = onnxruntime_op_shares(nets['DeformableHDRNet'], tuple(args.lr_size), args.threads, args.runs)
             print(f"onnxruntime's time on DeformableHDRNet{suffix}, by op type: "
                   + (', '.join(f'{op} {share:.0%}' for op, share in shares.items() if share >= 0.005)
                      or 'not measured (onnxruntime or the export missing)'))
