@@ -269,7 +269,9 @@ def test_equal_time_record_from_another_machine_is_timed_again_saying_why(teache
     monkeypatch.setattr(equal_time, 'measure_ratio', lambda recipe, block: {
         'recipe_sha256': equal_time.recipe_digest(recipe), 'student_iteration_s': 0.5, 'machine': here})
     record = tmp_path / 'equal_time.json'
-    for key, other in (('threads', here['threads'] + 2), ('torch', '2.11.0'), ('cpu_flags', ['avx2', 'fma']),
+    # each "other" value differs from this machine's, whatever it is (an AVX2-only CPU has just ['avx2', 'fma'])
+    for key, other in (('threads', here['threads'] + 2), ('torch', here['torch'] + '-other'),
+                       ('cpu_flags', here['cpu_flags'][:-1] if here['cpu_flags'] else ['avx2']),
                        ('cpu', 'Intel(R) Xeon(R) Platinum 8480+'), ('device', 'NVIDIA H100 80GB HBM3')):
         json.dump({'recipe_sha256': equal_time.recipe_digest(recipe), 'student_iteration_s': 0.1,
                    'machine': {**here, key: other}}, open(record, 'w'))
@@ -403,5 +405,6 @@ def test_a_cached_label_recipe_is_ablated_against_baselines_without_labels(teach
     os.makedirs(tmp_path / 'labels')
     json.dump({'ensemble': 'x8', 'count': 4, 'seconds': 12.5, 'device': 'cpu'},
               open(tmp_path / 'labels' / 'manifest.json', 'w'))
-    note = runner.labels_note(recipe)
+    note = runner.labels_note(recipe, ['no_kd', 'recipe'])
     assert 'built in 12.5 s on cpu' in note and 'charged the whole build time (labels min)' in note
+    assert runner.labels_note(recipe, ['no_kd', 'online_labels']) is None  # no run read them: no note

@@ -274,9 +274,10 @@ def label_seconds(opt: dict[str, Any]) -> float:
     return sum(build_seconds(from_project_root(root)) for root in label_roots(opt))
 
 
-def labels_note(recipe: dict[str, Any]) -> str | None:
-    """For a recipe on cached teacher labels: what building them cost, and how that time is charged."""
-    if not uses_cached_labels(recipe):
+def labels_note(recipe: dict[str, Any], variants: list[str]) -> str | None:
+    """For a recipe on cached teacher labels, where one of ``variants`` reads them: what building them cost, and
+    how that time is charged (None where no run reads labels: an ablation of baselines alone never builds them)."""
+    if not uses_cached_labels(recipe) or not any(label_roots(variant_options(recipe, v, 0)) for v in variants):
         return None
     built = []
     for root in label_roots(recipe):
@@ -351,7 +352,7 @@ def run_ablation(recipe: dict[str, Any], source: str, variants: list[str], seeds
              f'{recipe["scale"]}, grey images on their own channel; train min = measured wall time of the training '
              'loop (log timestamps), mean over seeds; labels min = the build time of the cached teacher labels a run '
              'reads, charged in full to it; x recipe time = (train + labels) / the recipe\'s.')
-    text = table(rows, set_names, title, labels_note(recipe))
+    text = table(rows, set_names, title, labels_note(recipe, variants))
     with open(osp.join(out, 'ablation.md'), 'w') as f:
         f.write(text)
     with open(osp.join(out, 'ablation.json'), 'w') as f:
