@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from kd_plugin.data.degradations import (
+    bd_indices,
+    bd_kernel_size,
     blur_downscale,
     degrader,
     gaussian_kernel,
@@ -23,7 +25,7 @@ def test_gaussian_kernel_is_fspecial_gaussian_7_1_6():
     # fspecial: exp(-(x^2 + y^2) / (2 sigma^2)) on -3..3, normalised; the 1-D factors by hand
     g = [math.exp(-k * k / (2 * 1.6 ** 2)) for k in range(-3, 4)]
     total = sum(g) ** 2
-    kernel = gaussian_kernel()
+    kernel = gaussian_kernel(7)
     assert kernel.shape == (7, 7) and kernel.sum() == pytest.approx(1, abs=1e-15)
     assert kernel[3, 3] == pytest.approx(1 / total, rel=1e-12)  # 0.0655556
     assert kernel[0, 0] == pytest.approx(g[0] * g[0] / total, rel=1e-12)
@@ -34,7 +36,7 @@ def test_gaussian_kernel_is_fspecial_gaussian_7_1_6():
 def test_imfilter_replicates_the_border_and_rounds_like_matlab():
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
-    kernel = gaussian_kernel()
+    kernel = gaussian_kernel(7)
     out = imfilter_replicate(img, kernel)
     assert out.dtype == np.uint8 and out.shape == img.shape
     h, w = img.shape[:2]
@@ -53,14 +55,52 @@ def test_nearest_downscale_picks_matlabs_rows(scale, first):
     assert nearest_indices(scale * 3, scale).tolist() == first
 
 
-def test_bd_is_blur_then_nearest_downscale_of_the_modcropped_image():
-    rng = np.random.default_rng(2)
-    hr = rng.integers(0, 256, (50, 43, 3), dtype=np.uint8)
-    lr = blur_downscale(hr, 4)
-    blurred = imfilter_replicate(hr[:48, :40], gaussian_kernel())
-    assert lr.shape == (12, 10, 3)
-    assert np.array_equal(lr, blurred[2::4, 2::4])  # rows and columns 3, 7, 11, ... (1-based)
-    assert np.array_equal(blur_downscale(hr, 3), imfilter_replicate(hr[:48, :42], gaussian_kernel())[1::3, 1::3])
+def test_gaussian_kernel_of_even_side_is_fspecial_gaussian_12_1_6():
+    # fspecial at an even side: the taps sit at half-integer offsets -5.5 ... 5.5
+    g = [math.exp(-(k + 0.5) ** 2 / (2 * 1.6 ** 2)) for k in range(-6, 6)]
+    kernel = gaussian_kernel(12)
+    assert kernel.shape == (12, 12) and kernel.sum() == pytest.approx(1, abs=1e-15)
+    assert kernel[0, 5] == pytest.approx(g[0] * g[5] / sum(g) ** 2, rel=1e-12)
+    assert kernel[5, 6] == pytest.approx(g[5] * g[6] / sum(g) ** 2, rel=1e-12)
+
+
+def _bd_by_hand(hr: np.ndarray, side: int, rows: list[int], cols: list[int]) -> np.ndarray:
+    """BD computed pixel by pixel: fspecial('gaussian', side, 1.6), correlation with the border replicated and the
+    kernel's centre at floor((side + 1) / 2) (MATLAB's rule, 1-based), rounded half away from zero, then the
+    1-based rows and columns given."""
+    half = (side - 1) / 2
+    taps = [math.exp(-(k - half) ** 2 / (2 * 1.6 ** 2)) for k in range(side)]
+    norm = sum(taps) ** 2
+    before = (side + 1) // 2 - 1  # taps before the centre
+    h, w, c = hr.shape
+    out = np.zeros((len(rows), len(cols), c), np.uint8)
+    for a, r in enumerate(rows):
+        for b, q in enumerate(cols):
+            for ch in range(c):
+                total = sum(taps[i] * taps[j] / norm
+                            * float(hr[min(max(r - 1 + i - before, 0), h - 1), min(max(q - 1 + j - before, 0), w - 1),
+                                       ch]) for i in range(side) for j in range(side))
+                out[a, b, ch] = math.floor(total + 0.5)
+    return out
+
+
+@pytest.mark.parametrize('scale, side, first_rows', [(2, 12, [1, 3, 5]), (3, 7, [2, 5, 8]), (4, 12, [2, 6, 10])])
+def test_bd_is_rdns_imresize_bd_at_each_scale(scale, side, first_rows):
+    """RDN's imresize_BD: odd scales a 7x7 (x3) Gaussian and MATLAB's nearest downscale, even scales a 12x12
+    Gaussian and the samples s/2 : s : end - s/2 (1-based)."""
+    assert bd_kernel_size(scale) == side
+    assert (bd_indices(scale * 3, scale) + 1).tolist() == first_rows
+    rng = np.random.default_rng(scale)
+    hr = rng.integers(0, 256, (5 * scale - 1, 3 * scale + 1, 3), dtype=np.uint8)  # modcropped to 4s x 3s
+    rows = [first_rows[0] + scale * k for k in range(4)]
+    cols = [first_rows[0] + scale * k for k in range(3)]
+    lr = blur_downscale(hr, scale)
+    assert lr.shape == (4, 3, 3)
+    assert np.array_equal(lr, _bd_by_hand(hr[:4 * scale, :3 * scale], side, rows, cols))
+
+
+def test_bd_odd_scales_past_three_use_the_ceil_3_sigma_kernel():
+    assert bd_kernel_size(5) == 11 and bd_kernel_size(3, sigma=1.0) == 7 and bd_kernel_size(3, sigma=2.0) == 13
 
 
 def test_dn_adds_seeded_noise_to_bi_in_float32_and_saturates():
@@ -102,7 +142,8 @@ def test_prepare_lr_degradations_write_their_definition_and_do_not_depend_on_the
         assert np.array_equal(lr, read_image(str(tmp_path / f'{kind}1' / 'X4' / 'LR' / 'b.png')))
         assert np.array_equal(lr, degrader(kind, 5)(images['b'], 4, 'b'))
         record = json.loads((tmp_path / kind / 'X4' / 'degradation.json').read_text())
-        assert record == {'degradation': kind, 'scale': 4, 'seed': 5 if kind == 'dn' else None}
+        rule = {'rule': 'rdn_parity', 'kernel_size': 12, 'sigma': 1.6} if kind == 'bd' else {}
+        assert record == {'degradation': kind, 'scale': 4, 'seed': 5 if kind == 'dn' else None, **rule}
     bad = prepare('lr', '--input', str(src), '--output', str(tmp_path / 'x'), '--degradation', 'jpeg')
     assert bad.returncode == 2 and 'invalid choice' in bad.stderr
 

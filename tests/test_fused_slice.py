@@ -2,6 +2,7 @@
 PyTorch path where the kernel cannot be built (said once); training keeps the autograd ops."""
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -143,3 +144,84 @@ def test_the_slicing_benchmark_times_every_path_and_reports_the_targets():
     assert '| DeformableHDRNet |' in text and '| SRVGGNetCompact |' in text
     assert f'fused: DeformableHDRNet / SRVGGNetCompact latency = ' \
            f'{row["DeformableHDRNet_fused"] / row["SRVGGNetCompact"]:.2f} (target <= 0.7)' in text
+
+
+@needs_compiler
+def test_a_traced_student_equals_the_module_on_another_input():
+    """A trace records only what PyTorch ops do: the kernel inside it would leave the traced module returning its
+    uninitialised output buffer (7e28 off), so tracing takes the module path."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'DeformableHDRNet', 'upscale': 4}).eval().requires_grad_(False)
+    with torch.no_grad():
+        net.coeffs.grid.conv.weight.mul_(300)
+    first, second = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    traced = torch.jit.trace(net, first, check_trace=False)
+    torch.testing.assert_close(traced(second), net(second), rtol=0, atol=1e-5)
+
+
+@needs_compiler
+def test_torchscript_scripting_never_gives_a_silently_different_student():
+    """``torch.jit.script`` (deprecated in torch 2.x) does not compile the student: it raises. Should it ever compile,
+    the scripted module must equal the module."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'DeformableHDRNet', 'upscale': 2}).eval().requires_grad_(False)
+    x = torch.rand(1, 3, 12, 10)
+    try:
+        scripted = torch.jit.script(net)
+    except RuntimeError:
+        return
+    torch.testing.assert_close(scripted(x), net(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('trainable', [('upsample', 'guide'), ('guide',), ('upsample',)])
+def test_fine_tuning_only_the_full_resolution_layers_trains_them(trainable):
+    """With everything frozen but the full-resolution layers, the kernel (which has no backward) must not run:
+    each trainable layer gets a gradient, and it equals the module path's."""
+    torch.manual_seed(0)
+    net = build_network({'type': 'DeformableHDRNet', 'upscale': 2})
+    for name, p in net.named_parameters():
+        p.requires_grad_(name.split('.')[0] in trainable)
+    x = torch.rand(1, 3, 9, 11)
+    net(x).square().mean().backward()
+    grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.requires_grad}
+    assert grads and all(g.abs().sum() > 0 for g in grads.values())
+    net.zero_grad()
+    with fused_slice.disabled():
+        net(x).square().mean().backward()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, dict(net.named_parameters())[name].grad)
+
+
+@needs_compiler
+def test_a_nan_guide_is_sliced_as_grid_sample_slices_it():
+    """``grid_sample`` puts a NaN guide on the grid's last bin; the kernel did a NaN-to-integer cast (undefined) and
+    the ONNX gather slice indexed out of bounds."""
+    from kd_plugin.archs.bilateral_grid import slice_grid_gathered
+
+    torch.manual_seed(0)
+    grid, guide, feats = torch.rand(2, 27, 8, 3, 3), torch.rand(2, 1, 5, 6), torch.rand(2, 8, 5, 6)
+    guide[1, 0, 1, 2], guide[0, 0, 3, 4], guide[0, 0, 4, 0] = float('nan'), float('inf'), -float('inf')
+    reference = apply_affine(slice_grid(grid, guide), feats)
+    assert torch.isfinite(reference).all()
+    torch.testing.assert_close(fused_slice.kernel().slice_apply(grid, guide, feats), reference, rtol=0, atol=1e-5)
+    torch.testing.assert_close(apply_affine(slice_grid_gathered(grid, guide), feats), reference, rtol=0, atol=1e-5)
+
+
+def test_the_build_is_named_for_what_the_compiler_targets(monkeypatch):
+    """Two CPUs with one model name and the same common flags, whose ``-march=native`` differs (bmi2, vaes, an SVE
+    level): different builds, so a shared extensions folder never serves one's build to the other."""
+    seen = []
+    monkeypatch.setattr(fused_slice, 'speed_facts', lambda device: {'cpu': 'AMD EPYC', 'cpu_flags': ['avx2', 'fma']})
+
+    def fake_run(command, **kwargs):
+        seen.append(command)
+        return subprocess.CompletedProcess(command, 0, '', target)
+
+    monkeypatch.setattr(fused_slice.subprocess, 'run', fake_run)
+    target = 'cc1plus -march=znver3 -mbmi2 -mvaes'
+    one = fused_slice._build_name()
+    target = 'cc1plus -march=znver2 -mno-bmi2 -mno-vaes'
+    assert fused_slice._build_name() != one
+    target = 'cc1plus -march=znver3 -mbmi2 -mvaes'
+    assert fused_slice._build_name() == one
+    assert all('-march=native' in command and '-###' in command for command in seen)

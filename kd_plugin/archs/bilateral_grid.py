@@ -41,8 +41,10 @@ def slice_grid(grid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
 
 def _cells(size: int, normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``grid_sample``'s lookup along one axis (``align_corners=False``, border): the lower and upper cell indices
-    and the upper cell's weight for normalised coordinates in [-1, 1]."""
+    and the upper cell's weight for normalised coordinates in [-1, 1] (a NaN, on the last cell, as
+    ``grid_sample`` puts it)."""
     position = (((normalised + 1.0) * size - 1.0) / 2.0).clamp(0, size - 1)
+    position = torch.where(torch.isnan(position), torch.full_like(position, size - 1), position)
     low = position.floor()
     return low.long(), (low.long() + 1).clamp(max=size - 1), position - low
 
@@ -139,12 +141,23 @@ def grid_sample_export() -> Iterator[None]:
         _export['gathered'] = True
 
 
+def needs_grad(*tensors: torch.Tensor, modules: tuple[torch.nn.Module, ...] = ()) -> bool:
+    """Whether autograd records a step that reads ``tensors`` and the parameters of ``modules``: grad mode is on
+    and one of them requires a gradient (the fused kernel has no backward, so it must not run then)."""
+    if not torch.is_grad_enabled():
+        return False
+    return (any(t.requires_grad for t in tensors)
+            or any(p.requires_grad for module in modules for p in module.parameters()))
+
+
 def fused_kernel_for(grid: torch.Tensor, training: bool):
     """The fused C++ slice + apply (:mod:`kd_plugin.archs.fused_slice`) where it applies: CPU float32 inference
-    on plain tensors, outside ``torch.compile``, ``torch.export`` and ONNX export; else None."""
+    on plain tensors, outside ``torch.compile``, ``torch.export``, ONNX export and TorchScript tracing (a trace
+    records the kernel's output allocation only, not what it computes); else None."""
     if training or grid.device.type != 'cpu' or grid.dtype != torch.float32 or type(grid) is not torch.Tensor:
         return None
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+    if (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+            or torch.jit.is_tracing()):
         return None
     return fused_slice.kernel()
 
@@ -171,7 +184,7 @@ def slice_and_apply(grid: torch.Tensor, guide: torch.Tensor, inputs: torch.Tenso
     """
     b, _, h, _ = inputs.shape
     # with autograd recording, the one broadcast product is cheaper than eight saved addcmul steps
-    training = torch.is_grad_enabled() and (grid.requires_grad or inputs.requires_grad)
+    training = needs_grad(grid, guide, inputs)
     fused = fused_kernel_for(grid, training)
     if fused is not None:
         return fused.slice_apply(grid, guide if guide.dim() == 4 else guide[:, None], inputs)

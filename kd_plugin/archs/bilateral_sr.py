@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd_plugin.archs.bilateral_grid import fused_kernel_for, slice_and_apply
+from kd_plugin.archs.bilateral_grid import fused_kernel_for, needs_grad, slice_and_apply
 from kd_plugin.archs.modulated_deform_conv import ModulatedDeformConv2d
 
 ConvFactory = Callable[[int, int], nn.Module]
@@ -182,8 +182,10 @@ class BilateralGridSR(nn.Module):
     def _fused_full_resolution(self, grid: torch.Tensor, feat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The full-resolution part (pixel shuffle, guide, slice, apply, bicubic base) in the fused CPU kernel's one
         pass (:mod:`kd_plugin.archs.fused_slice`), where it applies: CPU float32 inference with no hook on
-        ``upsample`` or ``guide`` (feature capture and the teacher's tail need those modules to run); else None."""
-        training = torch.is_grad_enabled() and (grid.requires_grad or feat.requires_grad)
+        ``upsample`` or ``guide`` (feature capture and the teacher's tail need those modules to run); else None.
+        Inference means that nothing the kernel replaces needs a gradient: not the grid, the features or the
+        image, and no parameter of ``upsample`` or ``guide`` (fine-tuning the full-resolution path alone)."""
+        training = needs_grad(grid, feat, x, modules=(self.upsample, self.guide))
         kernel = fused_kernel_for(grid, training)
         if kernel is None or x.dtype != torch.float32 or _hooked(self.upsample) or _hooked(self.guide):
             return None

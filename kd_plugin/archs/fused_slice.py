@@ -1,16 +1,17 @@
 """The fused CPU slice + apply kernel (``csrc/slice_apply.cpp``): built at first use, cached, optional.
 
 :func:`kernel` compiles the C++ source with torch's extension loader (ninja and the machine's C++ compiler) the
-first time a process needs it and caches the build under torch's extensions folder, named for this source, the
-CPU's instruction sets and the torch version (it is built with ``-march=native``, so another machine builds its
-own). Where it cannot be built (no compiler, no ninja) the archs keep the PyTorch fast path, and one logged line
-says why. ``KD_PLUGIN_FUSED_SLICE=0`` turns the kernel off; :func:`disabled` does it for a block (the
-benchmark times both paths in one run).
+first time a process needs it and caches the build under torch's extensions folder, named for this source, what
+the compiler's ``-march=native`` resolves to on this CPU and the torch version (so a machine with another CPU
+builds its own, even under a shared home folder). Where it cannot be built (no compiler, no ninja) the archs keep
+the PyTorch fast path, and one logged line says why. ``KD_PLUGIN_FUSED_SLICE=0`` turns the kernel off;
+:func:`disabled` does it for a block (the benchmark times both paths in one run).
 """
 import hashlib
 import logging
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,11 +30,27 @@ SWITCH = 'KD_PLUGIN_FUSED_SLICE'
 _state: dict[str, object] = {'module': None, 'failure': None, 'disabled': 0}
 
 
+def compiler_target() -> str:
+    """What the C++ compiler torch's loader uses (``$CXX``, else ``c++``) makes of ``-march=native`` here: its
+    ``-###`` dry run, which spells out the CPU it resolves and every instruction-set flag it turns on or off (gcc's
+    ``-march=znver3 -mavx512f ... -mno-avx512er``, clang's ``-target-cpu`` and ``-target-feature`` list), and its
+    version. Two machines whose CPUs differ in anything the build may use get different strings, even where the
+    CPU's model name and the common flags agree."""
+    cxx = os.environ.get('CXX', 'c++')
+    result = subprocess.run([cxx, '-###', '-march=native', '-E', '-x', 'c++', os.devnull], capture_output=True,
+                            text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f'{cxx} -march=native failed: {result.stderr.strip()[-300:]}')
+    return result.stdout + result.stderr
+
+
 def _build_name() -> str:
-    """An extension name unique to this source, this CPU's instruction sets and this torch."""
+    """An extension name unique to this source, what the compiler targets on this CPU (:func:`compiler_target`:
+    the build is ``-march=native``, so a home folder shared by machines with other CPUs must not serve one's build
+    to another) and this torch."""
     facts = speed_facts(torch.device('cpu'))
     with open(SOURCE, 'rb') as f:
-        key = f.read() + repr((facts['cpu'], facts['cpu_flags'], torch.__version__)).encode()
+        key = f.read() + repr((facts['cpu'], compiler_target(), torch.__version__)).encode()
     return f'kd_plugin_slice_apply_{hashlib.sha256(key).hexdigest()[:12]}'
 
 

@@ -4,15 +4,23 @@ Each maps a modcropped HR image to its LR image exactly as RDN's MATLAB data scr
 (``Prepare_TrainData_HR_LR_{BI,BD,DN}.m``):
 
 * **BI**: ``imresize(HR, 1/s, 'bicubic')`` (:func:`kd_plugin.data.matlab_bicubic.bicubic_downscale`).
-* **BD**: ``imfilter(HR, fspecial('gaussian', 7, 1.6), 'replicate')`` on uint8 (rounded half away from zero
-  and saturated, as imfilter does for integer images), then ``imresize(..., 1/s, 'nearest')``, which has no
-  antialiasing and keeps input pixel ``round(s*x + (1 - s)/2)`` (1-based, halves away from zero): rows and
-  columns 2, 5, 8, ... at x3 and 3, 7, 11, ... at x4.
+* **BD** (``imresize_BD`` of RDN's ``Prepare_TestData_HR_LR.m``): ``imfilter(HR, fspecial('gaussian', k, 1.6),
+  'replicate')`` on uint8 (rounded half away from zero and saturated, as imfilter does for integer images),
+  then a sampling whose rule depends on the scale's parity:
+
+  - odd ``s``: ``k = ceil(3 sigma) * 2 + 1`` (11), except ``k = 7`` at x3 (RDN's x3 sets, which its tables
+    report), then ``imresize(..., 1/s, 'nearest')``, which has no antialiasing and keeps input pixel
+    ``round(s*x + (1 - s)/2)`` (1-based, halves away from zero): rows and columns 2, 5, 8, ... at x3;
+  - even ``s``: ``k = ceil(3 sigma) * 2 + 2`` (a 12x12 kernel), then the samples ``s/2 : s : end - s/2``
+    (1-based): rows and columns 1, 3, 5, ... at x2 and 2, 6, 10, ... at x4.
+
+  (kd_plugin before 2026-12-07 used the x3 rule at every scale: its x4 BD sets were not RDN's.)
 * **DN**: BI, then ``uint8(single(LR) + 30*randn)``: Gaussian noise of sigma 30 added in float32, rounded and
   saturated. The noise is drawn from ``(seed, image name)``, so an image's LR is the same in every build
   whatever the order or the other images, and a label set made from it stays paired with it.
 """
 import hashlib
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -21,7 +29,10 @@ from kd_plugin.data.matlab_bicubic import bicubic_downscale, modcrop
 
 #: The degradations ``prepare lr --degradation`` makes.
 DEGRADATIONS = ('bi', 'bd', 'dn')
-BD_KERNEL_SIZE, BD_SIGMA = 7, 1.6
+BD_SIGMA = 1.6
+#: What ``degradation.json`` records of BD's rule (sets written before it was recorded followed the x3 rule at
+#: every scale).
+BD_RULE = 'rdn_parity'
 DN_SIGMA = 30.0
 
 
@@ -30,7 +41,7 @@ def _round_saturate(x: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
 
 
-def gaussian_kernel(size: int = BD_KERNEL_SIZE, sigma: float = BD_SIGMA) -> np.ndarray:
+def gaussian_kernel(size: int, sigma: float = BD_SIGMA) -> np.ndarray:
     """MATLAB ``fspecial('gaussian', size, sigma)``: ``[size, size]`` float64, entries below ``eps * max`` set
     to 0, normalised to sum 1."""
     half = (size - 1) / 2
@@ -65,11 +76,30 @@ def nearest_indices(in_len: int, scale: int) -> np.ndarray:
     return np.clip(np.floor(u + 0.5).astype(np.int64) - 1, 0, in_len - 1)
 
 
+def bd_kernel_size(scale: int, sigma: float = BD_SIGMA) -> int:
+    """The side of BD's Gaussian at ``scale``: ``ceil(3 sigma) * 2 + 2`` for even scales, ``ceil(3 sigma) * 2 + 1``
+    for odd ones, and 7 at x3 with sigma 1.6 (RDN's x3 sets)."""
+    if scale % 2 == 0:
+        return math.ceil(3 * sigma) * 2 + 2
+    if scale == 3 and sigma == BD_SIGMA:
+        return 7
+    return math.ceil(3 * sigma) * 2 + 1
+
+
+def bd_indices(in_len: int, scale: int) -> np.ndarray:
+    """0-based input indices BD keeps along an axis of ``in_len`` (a multiple of ``scale``): MATLAB's nearest
+    downscale for odd scales, the samples ``s/2 : s : end - s/2`` (1-based) for even ones."""
+    if scale % 2:
+        return nearest_indices(in_len, scale)
+    return np.arange(scale // 2 - 1, in_len - scale // 2, scale)
+
+
 def blur_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
-    """BD: the modcropped ``hr`` blurred by the 7x7 Gaussian of sigma 1.6, then nearest-downscaled by ``scale``."""
-    blurred = imfilter_replicate(modcrop(hr, scale), gaussian_kernel())
+    """BD: the modcropped ``hr`` blurred by the Gaussian of sigma 1.6 and side :func:`bd_kernel_size`, then
+    sampled at :func:`bd_indices` along both axes."""
+    blurred = imfilter_replicate(modcrop(hr, scale), gaussian_kernel(bd_kernel_size(scale)))
     h, w = blurred.shape[:2]
-    return blurred[nearest_indices(h, scale)][:, nearest_indices(w, scale)]
+    return blurred[bd_indices(h, scale)][:, bd_indices(w, scale)]
 
 
 def noise_seed(seed: int, name: str) -> np.random.SeedSequence:

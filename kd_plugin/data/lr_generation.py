@@ -4,7 +4,7 @@ from os import path as osp
 
 from tqdm import tqdm
 
-from kd_plugin.data.degradations import degrader
+from kd_plugin.data.degradations import BD_RULE, BD_SIGMA, bd_kernel_size, degrader
 from kd_plugin.data.image_io import list_images, read_image, write_image
 from kd_plugin.data.matlab_bicubic import modcrop
 
@@ -49,5 +49,8 @@ def make_lr_pairs(hr_folder: str, out_folder: str, scales: list[int], overwrite:
             write_image(osp.join(folder, 'LR', stem + '.png'), degrade(hr, s, stem))
     for s, folder in targets.items():
         with open(osp.join(folder, DEGRADATION_FILE), 'w') as f:
-            json.dump({'degradation': degradation, 'scale': s, 'seed': seed if degradation == 'dn' else None}, f)
+            record = {'degradation': degradation, 'scale': s, 'seed': seed if degradation == 'dn' else None}
+            if degradation == 'bd':
+                record.update(rule=BD_RULE, kernel_size=bd_kernel_size(s), sigma=BD_SIGMA)
+            json.dump(record, f)
     return targets

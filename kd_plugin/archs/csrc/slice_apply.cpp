@@ -22,10 +22,12 @@ namespace {
 // grid_sample's unnormalisation (align_corners=False) and border clipping along one axis, in its float
 // arithmetic: a normalised coordinate u in [-1, 1] sits at ((u + 1) * size - 1) / 2 grid cells, clamped to
 // [0, size - 1] (pixel i of n has u = (i + 0.5) * 2 / n - 1, as slice_grid computes it; a guide value g has
-// u = 2 g - 1).
+// u = 2 g - 1). A NaN coordinate lands on the last cell, as grid_sample's clipping puts it there (and a NaN
+// cast to an integer index would be undefined behaviour).
 inline void axis(float u, int64_t size, int64_t &lo, int64_t &hi, float &w_hi) {
   const float unnormalised = ((u + 1.0f) * static_cast<float>(size) - 1.0f) / 2.0f;
-  const float c = std::min(std::max(unnormalised, 0.0f), static_cast<float>(size - 1));
+  const float c = std::isnan(unnormalised) ? static_cast<float>(size - 1)
+                                           : std::min(std::max(unnormalised, 0.0f), static_cast<float>(size - 1));
   lo = static_cast<int64_t>(std::floor(c));
   hi = std::min(lo + 1, size - 1);
   w_hi = c - static_cast<float>(lo);
