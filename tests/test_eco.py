@@ -93,3 +93,19 @@ def test_a_bad_eco_section_stops_the_run_before_anything_is_written(tiny_pairs, 
     opt = kd_options(exp_name, tiny_pairs, teacher)
     opt['train']['eco'] = {'end_ratio': 2}
     fails_cleanly(opt, tmp_path, 'train.eco.end_ratio: 2', 'a number in (0, 1]')
+
+
+@pytest.mark.parametrize('terms', [('feature_opt',), ('forward_opt',), ('feature_opt', 'forward_opt')])
+def test_eco_full_beside_feature_or_forward_terms_is_refused_before_training(tiny_pairs, teacher, exp_name, tmp_path,
+                                                                             terms):
+    """In mode full the student's input is mixed and the teacher's is x: their features would be of two images."""
+    opt = kd_options(exp_name, tiny_pairs, teacher)  # pixel, output, feature and forward terms
+    for key in {'feature_opt', 'forward_opt'} - set(terms):
+        opt['train'].pop(key)
+    opt['train']['eco'] = {'end_ratio': 0.5, 'mode': 'full'}
+    fails_cleanly(opt, tmp_path, f'train.eco.mode full with train.{" and train.".join(terms)}',
+                  'two different images', 'Fix: mode: hr_only')
+    opt['train']['eco']['mode'] = 'hr_only'  # the input stays x: accepted
+    from kd_plugin.models.kd_config import KDConfig
+
+    assert KDConfig.from_options(opt).eco == EcoConfig(0.5, 'hr_only')

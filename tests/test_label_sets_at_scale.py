@@ -165,6 +165,28 @@ def test_lr_images_are_recognised_by_their_pixels_and_rehashed_only_when_their_f
     assert lr_identity.changed(moved, moved_pairs, manifest) == ['img3']
 
 
+def test_touched_lr_files_are_rehashed_once_and_then_recorded(tiny_pairs, teacher, tmp_path, monkeypatch):
+    """After ``touch`` (or a copy) the LR files' times differ from the manifest; the pixels are hashed once, found
+    the same, and the manifest records the new times, so the next check decodes nothing."""
+    pairs = tmp_path / 'pairs'
+    shutil.copytree(tiny_pairs, pairs)
+    opt, teachers, precision = _teachers(str(pairs), teacher, tmp_path)
+    output = str(tmp_path / 'labels')
+    build_label_set(opt['datasets']['train'], 2, teachers, 'none', output, torch.device('cpu'), precision)
+    opt['datasets']['train'].update(type='KDPairedImageDataset', dataroot_teacher=output)
+    for name in os.listdir(pairs / 'LR'):
+        os.utime(pairs / 'LR' / name, ns=(1_000_000_000, 1_000_000_000))
+    hashed = []
+    real = lr_identity.lr_digests
+    monkeypatch.setattr(lr_identity, 'lr_digests', lambda *a: hashed.append(1) or real(*a))
+    check_label_set(opt)
+    assert hashed == [1]
+    recorded = json.load(open(osp.join(output, 'manifest.json')))['lr_files']
+    assert {facts[1] for facts in recorded.values()} == {1_000_000_000}
+    check_label_set(opt)
+    assert hashed == [1]  # the cheap check again
+
+
 # ----------------------------------------------------------------------------- a researcher's own KDModel
 @MODEL_REGISTRY.register()
 class LabelTestScheduledKDModel(KDModel):

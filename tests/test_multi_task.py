@@ -150,3 +150,21 @@ def test_the_ablation_takes_the_labels_away_from_every_task_and_scores_each_task
     assert runner.label_seconds(recipe) == pytest.approx(seconds)  # every task's build, charged in full
     checked = runner.with_checkpoint_checksums(recipe)['checkpoint_sha256']
     assert checked['datasets.train.tasks.B.pretrain_network_t'] == sha256(teachers['B'])
+
+
+def test_tasks_with_their_own_teachers_are_never_taught_online_by_the_runs_teacher(two_task_labels, tiny_pairs,
+                                                                                   exp_name, tmp_path):
+    """Without labels KDModel runs path.pretrain_network_t (A's) on every sample: task B, whose teacher is its own,
+    would silently learn A's outputs. The run is refused and the ablation offers no online_labels variant."""
+    teachers, labels, _ = two_task_labels
+    recipe = multi_task_options(exp_name, tiny_pairs, teachers, labels)
+    assert 'online_labels' not in variants.available_variants(recipe)
+    with pytest.raises(ValueError, match="variant 'online_labels' does not apply"):
+        variants.variant_options(recipe, 'online_labels', 0)
+    online = multi_task_options(exp_name, tiny_pairs, teachers, labels)
+    for task in online['datasets']['train']['tasks'].values():
+        task.pop('dataroot_teacher')
+    fails_cleanly(online, tmp_path, 'datasets.train.tasks.B.pretrain_network_t: task B names its own teacher',
+                  'Task B would be taught by that teacher, not its own', 'Fix: build every task')
+    one_teacher = multi_task_options(exp_name, tiny_pairs, {'A': teachers['A'], 'B': teachers['A']}, labels)
+    assert 'online_labels' in variants.available_variants(one_teacher)  # every task's teacher is the run's

@@ -261,6 +261,8 @@ def test_a_cached_label_run_trains_resumes_and_runs_under_torchrun(label_set, ti
     ('arrays_size', ["label 'img2' is 60x64, its GT 64x64"]),
     ('arrays_missing', ["no label for 'img0'"]),
     ('arrays_old', ['an array folder of the earlier kind', '--npy: the arrays are rebuilt from the PNG labels']),
+    ('arrays_truncated', ['the label array store', 'is incomplete', 'labels.u8\' holds 24576 bytes and its index 49152',
+                          'rebuilds the arrays from the PNG labels']),
     ('lr_other', ["1 of the 4 LR images in dataroot_lq", "(e.g. ['img1']", 'labels of inputs it never sees',
                   '--overwrite']),
     ('param_key', ["made from the checkpoint's 'params_ema' weights, and this run's teacher loads 'params'",
@@ -298,6 +300,8 @@ def test_labels_that_do_not_belong_to_the_run_are_refused_before_anything_is_wri
         index = json.load(open(osp.join(labels, 'index.json')))
         del index['labels']['img0']
         json.dump(index, open(osp.join(labels, 'index.json'), 'w'))
+    elif spoil == 'arrays_truncated':  # half copied
+        os.truncate(osp.join(labels, 'labels.u8'), 4 * 64 * 64 * 3 // 2)
     elif spoil == 'arrays_old':
         os.remove(osp.join(labels, 'index.json'))  # one .npy per label, as kd_plugin wrote them before
     elif spoil == 'lr_other':  # a degraded copy of the LR images under the same names and sizes

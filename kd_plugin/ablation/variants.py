@@ -13,7 +13,8 @@
 ``recipe``             the options file exactly as it is (only name, seed, iterations and validation
                        change)
 ``online_labels``      for a recipe on cached teacher labels (``dataroot_teacher``): the same recipe
-                       with the teacher run on each training patch instead
+                       with the teacher run on each training patch instead (not for a multi-task recipe
+                       whose tasks have teachers of their own: online, one teacher teaches every task)
 ``eco_hr_only``,       the student with the recipe's pixel loss (or L1) on the ECO schedule
 ``eco_full``           (:mod:`kd_plugin.distill.eco`: the target moves from the teacher's output or label to
                        the ground truth over ``end_ratio`` of training, the recipe's ``train.eco.end_ratio``
@@ -27,6 +28,7 @@ differ. Runs are named ``<name>_ablation_<variant>_s<seed>`` and train without p
 (the ablation scores the final students itself).
 """
 from copy import deepcopy
+from os import path as osp
 from typing import Any
 
 from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
@@ -61,6 +63,17 @@ def uses_cached_labels(recipe: dict[str, Any]) -> bool:
     return bool(label_roots(recipe))
 
 
+def own_task_teachers(recipe: dict[str, Any]) -> list[str]:
+    """The tasks of a multi-task training set that name a teacher other than ``path.pretrain_network_t``. Online,
+    ``KDModel`` runs that one teacher on every sample, so a recipe with such tasks has no ``online_labels``
+    variant (the pre-run check refuses the combination too)."""
+    run_teacher = recipe['path'].get('pretrain_network_t')
+    tasks = recipe['datasets']['train'].get('tasks') or {}
+    return [name for name, task in tasks.items()
+            if task.get('pretrain_network_t') and osp.normpath(task['pretrain_network_t']) != osp.normpath(
+                run_teacher or '')]
+
+
 def without_cached_labels(opt: dict[str, Any]) -> None:
     """Drop the cached labels from ``opt``'s training set (in place): BasicSR's plain paired dataset, or a
     multi-task set of plain paired sets."""
@@ -85,7 +98,7 @@ def available_variants(recipe: dict[str, Any]) -> list[str]:
     if len(have) > 1:
         names += [v for v, term in SINGLE_TERMS.items() if term in have]
         names += [f'recipe_without_{key}' for key in have]
-    if uses_cached_labels(recipe):
+    if uses_cached_labels(recipe) and not own_task_teachers(recipe):
         names.append('online_labels')
     return names + list(ECO_VARIANTS) + ['recipe']
 

@@ -94,6 +94,21 @@ class LabelArrays:
         offset, h, w, c = self.index[name]
         return self._data[offset:offset + h * w * c].reshape(h, w, c)
 
+    def expected_bytes(self) -> int:
+        """How long ``labels.u8`` must be for every label of the index: the end of the last one."""
+        return max((offset + h * w * c for offset, h, w, c in self.index.values()), default=0)
+
+    def truncation(self) -> str | None:
+        """None where ``labels.u8`` holds every label of the index; else what is wrong with it (missing, or how many
+        bytes it lacks), for an error message."""
+        path = osp.join(self.root, DATA_FILE)
+        if not osp.isfile(path):
+            return f'{path!r} is missing'
+        have, need = osp.getsize(path), self.expected_bytes()
+        if have < need:
+            return f'{path!r} holds {have} bytes and its index {need} (a copy cut short?)'
+        return None
+
     def sizes(self) -> dict[str, tuple[int, int]]:
         """``{stem: (width, height)}`` of every label, from the index (nothing is mapped)."""
         return {name: (w, h) for name, (_, h, w, _) in self.index.items()}

@@ -261,6 +261,19 @@ def _build_locked(train_set: dict[str, Any], scale: int, teachers: list[Teacher]
     return manifest
 
 
+def _refresh_lr_files(root: str, facts: dict[str, list[int]]) -> None:
+    """Record the LR files' current size and time in the manifest of label set ``root`` (its pixels were just found
+    unchanged), under the set's build lock. Where the set cannot be written (a read-only copy) it stays as it is:
+    the check is only slower."""
+    try:
+        with exclusive(named_output(root) + '.lock', f'teacher labels {named_output(root)}'):
+            manifest = read_manifest(root)
+            if manifest is not None:
+                _write_manifest(root, dict(manifest, lr_files=facts))
+    except OSError:
+        pass
+
+
 def _write_stores(output: str, stores: list[str], names: list[str], overwrite: bool) -> None:
     """The finished PNG label set ``output`` copied into each of ``stores`` (``.lmdb``, ``.npy``)."""
     for path in stores:
@@ -310,6 +323,8 @@ def check_label_set(opt: dict[str, Any], teacher_sha256: str | None = None, teac
         tasks = task_options(train_set)
         if any(task.get(LABEL_ROOT) for task in tasks.values()):
             _require_kd_model(opt, f'datasets.train.tasks.*.{LABEL_ROOT}')
+        elif is_kd_model(opt.get('model_type')):
+            _refuse_other_online_teachers(opt, teacher_sha256, teacher_key)
         for name, task in tasks.items():
             if not task.get(LABEL_ROOT):
                 continue
@@ -328,6 +343,26 @@ def check_label_set(opt: dict[str, Any], teacher_sha256: str | None = None, teac
     _require_kd_model(opt, f'datasets.train.{LABEL_ROOT}')
     _check_labels(train_set, opt['scale'], 'datasets.train', teacher_sha256, teacher_key, 'path.pretrain_network_t',
                   opt['path'].get('pretrain_network_t'))
+
+
+def _refuse_other_online_teachers(opt: dict[str, Any], teacher_sha256: str | None, teacher_key: str | None) -> None:
+    """A multi-task set without labels is taught online by the run's one teacher, ``path.pretrain_network_t``, on
+    every sample: refuse a task that names a teacher of its own (another checkpoint or entry), which would silently
+    not teach it."""
+    if not teacher_sha256:
+        return
+    for name, own in opt['datasets']['train']['tasks'].items():
+        if not own.get('pretrain_network_t'):
+            continue
+        option = f'datasets.train.tasks.{name}.pretrain_network_t'
+        if task_teacher_identity(own['pretrain_network_t'], own.get('param_key_t'), option) != (
+                teacher_sha256, teacher_key or TOP_LEVEL):
+            raise ValueError(f'{option}: task {name} names its own teacher ({own["pretrain_network_t"]!r}) and has no '
+                             f'{LABEL_ROOT}, and without labels KDModel runs one teacher online on every training '
+                             f'sample: path.pretrain_network_t ({opt["path"].get("pretrain_network_t")!r}). Task '
+                             f'{name} would be taught by that teacher, not its own. Fix: build every task\'s labels '
+                             '(python -m kd_plugin.cli.prepare teacher-labels -opt <this options file>) and set their '
+                             f'{LABEL_ROOT}, or remove {option} to teach it with path.pretrain_network_t')
 
 
 def task_teacher_identity(checkpoint: str, param_key: str | None, option: str) -> tuple[str, str]:
@@ -366,6 +401,13 @@ def _check_labels(train_set: dict[str, Any], scale: int, where: str, teacher_sha
         raise ValueError(f'{option}: {root!r} {state}. {fix}')
     if holds_arrays(root) and not osp.isfile(osp.join(root, INDEX_FILE)):
         raise ValueError(f'{option}: {old_store_error(root)}')
+    if holds_arrays(root):
+        short = LabelArrays(root).truncation()
+        if short:
+            raise ValueError(f'{option}: the label array store {root!r} is incomplete: {short}. Fix: copy it again '
+                             f'whole, or remove {root!r} and run python -m kd_plugin.cli.prepare teacher-labels -opt '
+                             '<this options file> --npy, which rebuilds the arrays from the PNG labels beside it '
+                             'without running the teacher')
     if any(key not in manifest for key in _RECORDED_SINCE) or any('param_key' not in t for t in manifest['teachers']):
         raise ValueError(f'{option}: {root!r} was built by an earlier kd_plugin, whose manifest '
                          'does not record which LR images and which checkpoint entry made the labels. '
@@ -392,7 +434,7 @@ def _check_labels(train_set: dict[str, Any], scale: int, where: str, teacher_sha
         raise ValueError(f'{option}: the labels in {root!r} are for other images than '
                          f'dataroot_gt ({name_difference(names, manifest["names"], ("dataroot_gt", "the labels"))}). '
                          f'{fix}')
-    other = lr_identity.changed(train_set, pairs, manifest)
+    other = lr_identity.changed(train_set, pairs, manifest, lambda facts: _refresh_lr_files(root, facts))
     if other:
         raise ValueError(f'{option}: {len(other)} of the {len(names)} LR images in dataroot_lq '
                          f'{train_set["dataroot_lq"]!r} are not those the labels in {root!r} were made from (e.g. '

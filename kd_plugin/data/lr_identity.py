@@ -9,6 +9,7 @@ and recomputes the digests only when they differ, e.g. after a fresh ``make data
 """
 import hashlib
 import os
+from collections.abc import Callable
 from os import path as osp
 from typing import Any
 
@@ -59,10 +60,17 @@ def record(train_set: dict[str, Any], pairs: list[dict[str, str]]) -> dict[str, 
     return {'lr_sha256': lr_digests(train_set, pairs), 'lr_files': lr_file_facts(train_set, pairs)}
 
 
-def changed(train_set: dict[str, Any], pairs: list[dict[str, str]], manifest: dict[str, Any]) -> list[str]:
+def changed(train_set: dict[str, Any], pairs: list[dict[str, str]], manifest: dict[str, Any],
+            refresh: Callable[[dict[str, list[int]]], None] | None = None) -> list[str]:
     """The GT stems whose LR image is not the one ``manifest`` recorded (sorted; empty when all are): the
-    file facts first, the pixel digests only when those differ."""
-    if lr_file_facts(train_set, pairs) == manifest['lr_files']:
+    file facts first, the pixel digests only when those differ. When the facts differ and every digest still
+    matches (the same pixels, touched or copied), ``refresh`` gets the current facts, so that the manifest can
+    record them and the next check is the cheap one again."""
+    facts = lr_file_facts(train_set, pairs)
+    if facts == manifest['lr_files']:
         return []
     recorded = manifest['lr_sha256']
-    return sorted(name for name, digest in lr_digests(train_set, pairs).items() if recorded.get(name) != digest)
+    other = sorted(name for name, digest in lr_digests(train_set, pairs).items() if recorded.get(name) != digest)
+    if not other and refresh is not None:
+        refresh(facts)
+    return other

@@ -88,6 +88,7 @@ class KDConfig:
         check_weighting(train)
         upcycle = parse_upcycle(train.get('upcycle'), opt['scale'], lq_patch_side(opt))
         eco = parse_eco(train.get('eco'), bool(train.get('pixel_opt')))
+        check_eco_terms(eco, train)
         teacher_opt = train.get('teacher') or {}
         dtype = teacher_dtype(teacher_opt, torch.device(device))
         digest, ckpt = read_teacher(checkpoint)
@@ -97,6 +98,20 @@ class KDConfig:
                                 bool(teacher_opt.get('channels_last', False)), teacher_pad_to(opt))
         losses = {key: dict(train[key]) for key in LOSS_KEYS if train.get(key)}
         return cls(opt['scale'], teacher, losses, policy, upcycle, eco)
+
+
+def check_eco_terms(eco: EcoConfig | None, train: dict[str, Any]) -> None:
+    """Refuse ECO ``mode: full`` beside feature matching or forward adaptation: the student would see the mixed
+    input ``lerp(down(T(x)), x, alpha)`` and the teacher the LR image ``x``, so their features would be of two
+    different images."""
+    if eco is None or eco.mode != 'full':
+        return
+    terms = [key for key in ('feature_opt', 'forward_opt') if train.get(key)]
+    if terms:
+        raise ValueError(f'train.eco.mode full with train.{" and train.".join(terms)}: the student\'s features would '
+                         'come from the mixed input lerp(down(T(x)), x, alpha) and the teacher\'s from the LR image '
+                         'x, two different images. Fix: mode: hr_only (the input stays x), or remove '
+                         f'train.{" and train.".join(terms)}')
 
 
 def uses_adapters(train: dict[str, Any]) -> bool:
