@@ -91,8 +91,15 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
     assert record['ratio'] == pytest.approx(record['recipe_iteration_s'] / record['student_iteration_s'])
     assert record['ratio'] > 1 and record['recipe_sha256'] == equal_time.recipe_digest(
         runner.with_overrides(yaml.safe_load(open(opt_path)), None, None))
-    fits = {max(round(training_seconds(f'{exp_name}_ablation_recipe_s{seed}') / record['student_iteration_s']), 1)
-            for seed in (0, 1)}
+    sizing = json.load(open(out / 'equal_time_runs.json'))
+    fits = set()
+    for seed in (0, 1):  # at the student's cost per iteration measured on the same seed's no_kd run
+        per_iteration = training_seconds(f'{exp_name}_ablation_no_kd_s{seed}') / 4
+        entry = sizing[f'{exp_name}_ablation_no_kd_equal_time_s{seed}']
+        assert entry['from'] == f'experiments/{exp_name}_ablation_no_kd_s{seed}'
+        assert entry['student_iteration_s'] == pytest.approx(per_iteration)
+        fits.add(max(round(training_seconds(f'{exp_name}_ablation_recipe_s{seed}') / per_iteration), 1))
+        assert entry['total_iter'] in fits and 'attempts' not in entry  # a trial run's seconds: never resized
     assert rows['no_kd_equal_time']['iterations'] == sorted(fits)
     order = [line.split(' (')[0].split('[ablation] training ')[-1] for line in first.stdout.splitlines()
              if '[ablation] training ' in line]
@@ -277,8 +284,9 @@ def test_equal_time_record_from_another_machine_is_timed_again_saying_why(teache
                    'machine': {**here, key: other}}, open(record, 'w'))
         assert equal_time.equal_time_record(recipe, 4, str(record))['student_iteration_s'] == 0.5, key
         printed = capsys.readouterr().out.strip().splitlines()
-        assert printed == [f'equal time: timing again ({record}): timed on another machine ({key} {other!r} -> '
-                           f'{here[key]!r})'], key
+        assert printed[0] == (f'equal time: timing again ({record}): timed on another machine ({key} {other!r} -> '
+                              f'{here[key]!r})'), key
+        assert printed[1].startswith('equal time: timing whole training iterations') and len(printed) == 2
     assert json.load(open(record))['machine'] == here
     assert equal_time.equal_time_record(recipe, 4, str(record))['student_iteration_s'] == 0.5  # same machine: kept
     assert capsys.readouterr().out == ''
@@ -373,14 +381,14 @@ def test_the_equal_time_baseline_is_charged_the_whole_label_build_time(teacher, 
     json.dump({'complete': True, 'seconds': 30.0, 'ensemble': 'x8', 'count': 4, 'device': 'cpu'},
               open(labels / 'manifest.json', 'w'))
     recipe['datasets']['train'].update(type='KDPairedImageDataset', dataroot_teacher=str(labels))
-    monkeypatch.setattr(runner, 'finished', lambda opt: True)
+    monkeypatch.setattr(runner, 'finished', lambda opt: '_no_kd_s' not in opt['name'])  # sized by the timing
     monkeypatch.setattr(runner, 'training_seconds', lambda name: 90.0)
     monkeypatch.setattr(runner, 'equal_time_record', lambda *a: {'student_iteration_s': 0.5})
     assert runner.options_for(recipe, 'no_kd_equal_time', 0, 2, str(tmp_path))['train']['total_iter'] == 240
     assert runner.label_seconds(variants.variant_options(recipe, 'recipe', 0)) == 30.0
     assert runner.label_seconds(variants.variant_options(recipe, 'no_kd', 0)) == 0.0
     recipe['datasets']['train'].pop('dataroot_teacher')  # online distillation: nothing to charge
-    assert runner.options_for(recipe, 'no_kd_equal_time', 0, 2, str(tmp_path))['train']['total_iter'] == 180
+    assert runner.options_for(recipe, 'no_kd_equal_time', 0, 2, str(tmp_path / 'online'))['train']['total_iter'] == 180
     rows = [{'run': 'recipe', 'minutes': 1.5, 'label_minutes': 0.5, 'iterations': [2]},
             {'run': 'no_kd_equal_time', 'minutes': 2.1, 'label_minutes': 0.0, 'iterations': [240]}]
     for row in rows:
@@ -408,3 +416,37 @@ def test_a_cached_label_recipe_is_ablated_against_baselines_without_labels(teach
     note = runner.labels_note(recipe, ['no_kd', 'recipe'])
     assert 'built in 12.5 s on cpu' in note and 'charged the whole build time (labels min)' in note
     assert runner.labels_note(recipe, ['no_kd', 'online_labels']) is None  # no run read them: no note
+
+
+def test_an_equal_time_baseline_off_by_more_than_5_percent_is_trained_once_more_resized(teacher, tiny_pairs, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """The baseline is sized from the same seed's no_kd run; where it still trains outside ±5 % of the recipe's time
+    (training + labels), it is trained once more for iterations * target / measured, the first attempt kept."""
+    recipe = kd_options('resize', tiny_pairs, teacher, total_iter=100)
+    out = str(tmp_path / 'out')
+    name = variants.run_name(recipe, 'no_kd_equal_time', 0)
+    seconds = {variants.run_name(recipe, 'recipe', 0): 300.0, variants.run_name(recipe, 'no_kd', 0): 200.0}
+    trained, moved = [], []
+    monkeypatch.setattr(runner, 'finished', lambda opt: opt['name'] in seconds)
+    monkeypatch.setattr(runner, 'training_seconds', lambda run: seconds[run])
+    monkeypatch.setattr(runner, 'label_seconds', lambda opt: 60.0)
+    monkeypatch.setattr(runner, 'equal_time_record', lambda *a: pytest.fail('timed although no_kd has finished'))
+
+    def fake_train(opt, options_dir):
+        trained.append(opt['train']['total_iter'])
+        seconds[opt['name']] = 2.0 * opt['train']['total_iter'] * (1.25 if len(trained) == 1 else 1.0)
+
+    monkeypatch.setattr(runner, 'train_run', fake_train)
+    monkeypatch.setattr(runner.os, 'replace', lambda a, b: moved.append((osp.basename(a), osp.basename(b))))
+    # target 300 + 60 s at 200 s / 100 it = 2 s per iteration: 180 iterations
+    assert runner.options_for(recipe, 'no_kd_equal_time', 0, 100, out)['train']['total_iter'] == 180
+    runner.train_run(runner.options_for(recipe, 'no_kd_equal_time', 0, 100, out), out)
+    runner.keep_equal_time(recipe, 0, 100, out, out)  # measured 450 s against 360: 1.25x, resized to 144
+    assert trained == [180, 144] and moved == [(name, f'{name}_attempt1')]
+    assert 'outside ±5%); training it again for 144 iterations instead of 180' in capsys.readouterr().out
+    entry = json.load(open(osp.join(out, 'equal_time_runs.json')))[name]
+    assert entry['total_iter'] == 144 and entry['attempts'] == [{'total_iter': 180, 'measured_s': 450.0}]
+    assert runner.options_for(recipe, 'no_kd_equal_time', 0, 100, out)['train']['total_iter'] == 144  # kept
+    seconds[name] = 450.0
+    runner.keep_equal_time(recipe, 0, 100, out, out)  # resized once at most
+    assert trained == [180, 144]

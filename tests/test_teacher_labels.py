@@ -390,3 +390,27 @@ def test_the_ensemble_a_label_folder_names_is_read_back_and_a_name_without_one_i
     for bad in ('datasets/X4/labels_HDRNet_T91_x4_6k.npy', 'datasets/X4/teacher_out_x8.npy'):
         with pytest.raises(ValueError, match=r'dataroot_teacher .*: the name does not say which ensemble built it'):
             ensemble_in_name(bad)
+
+
+def test_prepare_writes_the_labels_where_the_options_file_reads_them_and_training_finds_them(tiny_pairs, teacher,
+                                                                                             exp_name, tmp_path):
+    """The README's two commands: ``prepare teacher-labels -opt FILE`` then ``train.py -opt FILE``. The labels go
+    where FILE's dataroot_teacher points (it used to write labels_<teacher>_<ensemble> beside dataroot_gt, which the
+    user's own file did not name); a missing set is named as missing, not as an old store."""
+    store = str(tmp_path / 'my_labels' / 'labels_tiny_none.npy')
+    opt = cached_options(exp_name, tiny_pairs, teacher, store)
+    opt_path = write_options(str(tmp_path), opt)
+    missing = fails_cleanly(opt, tmp_path, f"{store!r} does not exist", 'prepare teacher-labels -opt')
+    assert 'earlier kind' not in missing
+    with pytest.raises(ValueError, match='does not exist. Fix: python -m kd_plugin.cli.prepare teacher-labels'):
+        LabelArrays(store)
+    wrong = tool_in_process(prepare.main, 'teacher-labels', '-opt', opt_path, '--ensemble', 'x8')
+    assert wrong.returncode == 2 and "names a none label set. Fix: --ensemble none" in wrong.stderr
+    built = tool_in_process(prepare.main, 'teacher-labels', '-opt', opt_path, '--ensemble', 'none')
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path / 'my_labels')) == ['labels_tiny_none', 'labels_tiny_none.lock',
+                                                         'labels_tiny_none.npy']  # .npy implied by the name
+    assert not [n for n in os.listdir(osp.dirname(osp.join(tiny_pairs, 'HR'))) if n.startswith('labels_')]
+    result = train(opt_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'l_dist:' in train_log(exp_name)

@@ -16,7 +16,10 @@ run is not held up by minutes of timing.
 
 The ablation and the demo train the recipe first and give the student alone the recipe run's *measured*
 training time (BasicSR's log timestamps, validation left out) at the student's timed cost per iteration
-(:func:`iterations_in`), so only the student's side is predicted. Sizing the baseline by the timed ratio
+(:func:`iterations_in`), so only the student's side is predicted. The ablation predicts it from the same seed's
+finished ``no_kd`` run where it has one (a whole run, measured as the recipe's is), and trains a baseline that
+still lands outside ±5 % of the recipe's time once more, resized (:mod:`kd_plugin.ablation.runner`): the timing
+here had sized an IMDN recipe's baseline 23 % short. Sizing the baseline by the timed ratio
 instead (the recipe's iterations times it; the ratio stays in the record) had left the student alone
 11-12 % short of the online HDRNet recipe's time in two seeds of three: that recipe was timed at
 1.23-1.37 s per iteration in blocks and ran at 1.40-1.50 s in training, and timings of the same runs
@@ -166,6 +169,8 @@ def equal_time_record(recipe: dict[str, Any], total_iter: int, record: str) -> d
     if reason:
         if saved:
             print(f'equal time: timing again ({record}): {reason}', flush=True)
+        print(f'equal time: timing whole training iterations of the recipe and the student alone, 5 blocks of '
+              f'{min(BLOCK, total_iter)} each (a few minutes; recorded in {record})', flush=True)
         saved = measure_ratio(recipe, block=min(BLOCK, total_iter))
         os.makedirs(osp.dirname(osp.abspath(record)), exist_ok=True)
         with open(record, 'w') as f:

@@ -169,7 +169,6 @@ def train_students(tag: str, total_iter: int | None, baseline: bool, out: str, l
                                 labels)
     iterations = opt['train']['total_iter']
     if baseline:  # measured before training, while nothing else runs
-        print('equal time: timing whole training iterations of both runs (about a minute)', flush=True)
         timing = equal_time_record(opt, iterations, osp.join(out, 'equal_time.json'))
     runs['student (KD)'] = {'name': opt['name'], 'seconds': train_with_progress(opt_path, opt, 'student (KD)'),
                             'label_seconds': label_seconds, 'iterations': iterations,

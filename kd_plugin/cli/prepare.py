@@ -2,6 +2,7 @@
 ...`` (``--help`` on each)."""
 import argparse
 import sys
+from os import path as osp
 
 from tqdm import tqdm
 
@@ -10,7 +11,14 @@ from kd_plugin.data.bundled_photos import prepare_photos
 from kd_plugin.data.degradations import DEGRADATIONS
 from kd_plugin.data.div2k import prepare_div2k
 from kd_plugin.data.holdout import split_pairs
-from kd_plugin.data.label_cache import build_label_set, default_output, label_jobs, load_teachers, named_output
+from kd_plugin.data.label_cache import (
+    build_label_set,
+    default_output,
+    ensemble_in_name,
+    label_jobs,
+    load_teachers,
+    named_output,
+)
 from kd_plugin.data.lmdb_builder import build_paired_lmdbs
 from kd_plugin.data.lr_generation import make_lr_pairs
 from kd_plugin.data.merge import merge_pairs
@@ -111,11 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument('--teacher', action='append', metavar='SPEC',
                     help='OPTIONS.yml[@CHECKPOINT.pth] of a teacher (its network_g); repeat for several teachers, '
                          'whose outputs are averaged per pixel. Default: the file\'s network_t')
-    tl.add_argument('--output', help='label folder (default: labels_<teacher>_<ensemble> beside dataroot_gt)')
+    tl.add_argument('--output', help='label folder (default: where the file\'s datasets.train.dataroot_teacher '
+                                     'points, without its .npy/.lmdb suffix; without one, labels_<teacher>_<ensemble> '
+                                     'beside dataroot_gt)')
     tl.add_argument('--lmdb', action='store_true', help='also write OUTPUT.lmdb')
     tl.add_argument('--npy', action='store_true',
-                    help='also write OUTPUT.npy: one uncompressed array per label, memory-mapped so that a training '
-                         'sample reads only its crop (3 bytes per HR pixel on disk; no PNG decode per step)')
+                    help='also write OUTPUT.npy: every label in one uncompressed file (labels.u8, with index.json), '
+                         'memory-mapped so that a training sample reads only its crop (3 bytes per HR pixel on disk; '
+                         'no PNG decode per step). Implied when dataroot_teacher names a .npy store')
     tl.add_argument('--tile', type=int, default=0,
                     help='LR tile side for images that do not fit memory (default 0: whole images; archs with a '
                          'global path, such as HDRNet, give other labels when tiled)')
@@ -125,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument('--overwrite', action='store_true',
                     help='replace a finished label set once the new one is complete')
     return parser
+
+
+def check_named_ensemble(named: str, ensemble: str) -> None:
+    """Refuse ``--ensemble`` where the label set the options file names says another one (``labels_<teacher>_x8``
+    built with ``--ensemble none`` would carry a name that lies about it)."""
+    try:
+        in_name = ensemble_in_name(named)
+    except ValueError:
+        return  # a name of the user's own choosing: nothing to contradict
+    if in_name != ensemble:
+        raise ValueError(f'--ensemble {ensemble}: datasets.train.dataroot_teacher {named!r} names a {in_name} label '
+                         f'set. Fix: --ensemble {in_name}, or point dataroot_teacher at labels_<teacher>_{ensemble}, '
+                         'or give --output')
 
 
 def teacher_labels(args: argparse.Namespace) -> None:
@@ -142,16 +166,19 @@ def teacher_labels(args: argparse.Namespace) -> None:
         except ValueError as err:
             raise ValueError(f'-opt {args.opt}: {err}') from err
         train_set = job['datasets']['train']
-        named = train_set.get('dataroot_teacher') if task else None  # a task's labels go where its file says
+        named = None if args.output else train_set.get('dataroot_teacher')  # labels go where the file reads them
+        if named:
+            check_named_ensemble(named, args.ensemble)
         output = args.output or named_output(named) or default_output(train_set, teachers, args.ensemble)
-        npy = args.npy or bool(named and named.endswith('.npy'))
+        npy = args.npy or bool(named and osp.normpath(named).endswith('.npy'))
+        lmdb = args.lmdb or bool(named and osp.normpath(named).endswith('.lmdb'))
         desc = f'teacher labels ({task})' if task else 'teacher labels'
         manifest = build_label_set(train_set, opt['scale'], teachers, args.ensemble, output, device, precision,
-                                   args.tile, args.tile_overlap, args.lmdb, args.overwrite, npy,
+                                   args.tile, args.tile_overlap, lmdb, args.overwrite, npy,
                                    progress=lambda items, desc=desc: tqdm(items, desc=desc, unit='image'),
                                    reuse=task is not None)  # a task's set may be built already, e.g. by its own file
         print(f'{f"{task}: " if task else ""}{output}: {manifest["count"]} labels ({args.ensemble}, '
-              f'{manifest["seconds"]} s on {device})' + (f'; {output}.lmdb' if args.lmdb else '')
+              f'{manifest["seconds"]} s on {device})' + (f'; {output}.lmdb' if lmdb else '')
               + (f'; {output}.npy' if npy else ''), flush=True)
 
 

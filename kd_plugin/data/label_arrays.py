@@ -40,6 +40,12 @@ def old_store_error(root: str) -> str:
             'options file> --npy: the arrays are rebuilt from the PNG labels beside it, without running the teacher')
 
 
+def missing_store_error(root: str) -> str:
+    """The message for a label set path where nothing is."""
+    return (f'{root!r} does not exist. Fix: python -m kd_plugin.cli.prepare teacher-labels -opt <this options file> '
+            '--npy builds it there (the labels go where datasets.train.dataroot_teacher points)')
+
+
 def write_label_arrays(folder: str, arrays_path: str, names: list[str], manifest: str) -> None:
     """The PNG labels ``<folder>/<name>.png`` of ``names`` as an array store at ``arrays_path`` with the
     ``manifest`` file copied in; written beside (``<arrays_path>.partial<pid>``), then moved into place whole."""
@@ -66,6 +72,8 @@ def read_index(root: str) -> dict[str, list[int]]:
     """``{stem: [offset, h, w, c]}`` of array store ``root``; ``ValueError`` (with the fix) for a folder of the
     earlier kind."""
     path = osp.join(root, INDEX_FILE)
+    if not osp.isdir(root):
+        raise ValueError(missing_store_error(root))
     if not osp.isfile(path):
         raise ValueError(old_store_error(root))
     with open(path) as f:

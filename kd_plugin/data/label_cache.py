@@ -35,6 +35,7 @@ from kd_plugin.data.label_arrays import (
     INDEX_FILE,
     LabelArrays,
     holds_arrays,
+    missing_store_error,
     old_store_error,
     write_label_arrays,
 )
@@ -194,6 +195,7 @@ def build_label_set(train_set: dict[str, Any], scale: int, teachers: list[Teache
     store asked for is returned as it is (without ``reuse``, that is an error, as any finished ``output`` is).
     A finished set that lacks a store asked for (``lmdb``, ``npy``) gets it from its PNGs, without labelling
     again. Everything that can be refused is refused before the first label is written."""
+    os.makedirs(osp.dirname(osp.abspath(output)), exist_ok=True)
     with exclusive(output + '.lock', f'teacher labels {output}'):
         return _build_locked(train_set, scale, teachers, ensemble, output, device, precision, tile, tile_overlap,
                              lmdb, overwrite, npy, progress, reuse)
@@ -395,6 +397,8 @@ def _check_labels(train_set: dict[str, Any], scale: int, where: str, teacher_sha
                          f'{reader}, and this set\'s io_backend is {backend}. Fix: point it at the label set\'s .npy '
                          'folder (prepare teacher-labels --npy; read with any io_backend, and the fastest), or at '
                          f'its {"folder" if in_lmdb else ".lmdb"}')
+    if not osp.exists(root):
+        raise ValueError(f'{option}: {missing_store_error(root)}')
     manifest = read_manifest(root)
     if manifest is None or not manifest.get('complete'):
         state = 'has no manifest.json' if manifest is None else 'is unfinished'
