@@ -50,6 +50,8 @@ setup(
         'setuptools>=68',
         # torch's C++ extension loader builds the fused CPU slice kernel with it (kd_plugin/archs/fused_slice.py).
         'ninja>=1.11',
+        # Published SR checkpoints as KD teachers (SpandrelNet); brings safetensors, which checkpoint_io reads.
+        'spandrel>=0.4.2,<0.5',
     ],
     extras_require={
         'test': ['pytest>=8,<10', 'pytest-xdist>=3.5,<4', 'ruff>=0.6'],

@@ -2,18 +2,26 @@
 
 ``torch.load(..., weights_only=True)`` unpickles only tensors, containers, numbers and a short
 allow-list of types; a pickle that would import and call anything else is refused before it runs.
-This module turns torch's refusals into messages that name the option and the fix.
+A ``.safetensors`` file (the format published SR checkpoints often come in) holds tensors and nothing
+else by construction; it is read with the ``safetensors`` package as a plain state dict.
+This module turns torch's and safetensors' refusals into messages that name the option and the fix.
 """
 import hashlib
 import pickle
 from os import path as osp
 from typing import Any
 
+import safetensors
+import safetensors.torch
 import torch
+
+#: The suffix of a safetensors checkpoint (the format is told by the name, as safetensors' own tools do).
+SAFETENSORS = '.safetensors'
 
 
 def load_weights_only(path: str, option: str) -> Any:
-    """The object saved in ``path``, unpickled with ``weights_only=True`` onto the CPU.
+    """The object saved in ``path``, unpickled with ``weights_only=True`` onto the CPU (a ``.safetensors``
+    file: its tensors, as a state dict).
 
     Raises ``ValueError`` naming ``option`` when the file is missing, is not a weights-only
     checkpoint (it would run code when unpickled) or is truncated/corrupt.
@@ -25,6 +33,8 @@ def load_weights_only(path: str, option: str) -> Any:
 
 def weights_only_from_bytes(source: Any, path: str, option: str) -> Any:
     """:func:`load_weights_only` of ``source`` (a path or a file object holding ``path``'s bytes)."""
+    if path.lower().endswith(SAFETENSORS):
+        return _safetensors(source, path, option)
     try:
         return torch.load(source, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
@@ -35,6 +45,16 @@ def weights_only_from_bytes(source: Any, path: str, option: str) -> Any:
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise ValueError(f'{option}: cannot read {path!r} as a PyTorch checkpoint ({str(err).splitlines()[0]}); the '
                          'file is truncated or not a .pth file. Fix: point it at a complete checkpoint') from err
+
+
+def _safetensors(source: Any, path: str, option: str) -> dict[str, torch.Tensor]:
+    try:
+        if isinstance(source, str):
+            return safetensors.torch.load_file(source, device='cpu')
+        return safetensors.torch.load(source.read())
+    except (safetensors.SafetensorError, OSError) as err:
+        raise ValueError(f'{option}: cannot read {path!r} as a safetensors file ({str(err).splitlines()[0]}); it is '
+                         'truncated or not a .safetensors file. Fix: point it at a complete checkpoint') from err
 
 
 def pick_state_dict(ckpt: Any, param_key: str | None, option: str) -> tuple[dict[str, torch.Tensor], str | None]:

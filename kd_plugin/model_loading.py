@@ -7,6 +7,12 @@ A model is given on the command line as ``[LABEL=]SPEC`` where SPEC is
   training options file without one, ``experiments/<name>/models/net_g_latest.pth``;
 * ``OPTIONS.yml@CHECKPOINT.pth``: the same arch with that checkpoint (e.g. an official release).
 
+An arch that reads its own weights (``network_g: {type: SpandrelNet}``, any published checkpoint that
+spandrel recognises, ``.safetensors`` too) is given the checkpoint as its ``checkpoint`` option
+(:func:`~kd_plugin.archs.self_loading.with_checkpoint`; without ``@CHECKPOINT`` or ``path.pretrain_network_g``
+the section's own ``checkpoint`` is the file), and the model's scale, when the options file has none, is the
+one the arch detected.
+
 The parameter key is ``path.param_key_g`` when set, else ``params_ema`` when the checkpoint has it
 (BasicSR's EMA weights, what its releases evaluate), else ``params``: the rule of
 :func:`kd_plugin.checkpoint_io.pick_state_dict`, which KD teachers follow too.
@@ -21,6 +27,7 @@ import torch
 from torch import nn
 
 from kd_plugin.archs.build import build_network
+from kd_plugin.archs.self_loading import load_weights, loads_own_weights, with_checkpoint
 from kd_plugin.archs.window_padding import PaddedToWindow, window_multiple
 from kd_plugin.checkpoint_io import load_weights_only, pick_state_dict, state_dict_mismatch
 from kd_plugin.runs import latest_weights, load_options
@@ -66,7 +73,8 @@ def parse_model(text: str, root: str = '.') -> ModelSpec:
         raise ValueError(f'model {text!r}: {opt_path!r} has no network_g section')
     paths = opt.get('path') or {}
     if not checkpoint:
-        checkpoint = paths.get('pretrain_network_g') or latest_weights(str(opt.get('name')), root)
+        own = opt['network_g'].get('checkpoint') if loads_own_weights(opt['network_g']) else None
+        checkpoint = paths.get('pretrain_network_g') or own or latest_weights(str(opt.get('name')), root)
     return ModelSpec(label or str(opt.get('name') or osp.splitext(osp.basename(opt_path))[0]),
                      dict(opt['network_g']), checkpoint, paths.get('param_key_g'), opt.get('scale'), spec)
 
@@ -76,16 +84,21 @@ def load_model(spec: ModelSpec) -> nn.Module:
     error names the first mismatching keys. A window-attention arch (``window_size`` in its options)
     comes padded to its window (:class:`~kd_plugin.archs.window_padding.PaddedToWindow`), so it takes
     any input size as the other archs do."""
-    net = build_network(spec.arch, f'model {spec.label}', init=False)  # the checkpoint replaces any init
+    arch = with_checkpoint(spec.arch, spec.checkpoint, f'model {spec.label} network', 'its checkpoint',
+                           param_key=spec.param_key, scale=spec.upscale)
+    net = build_network(arch, f'model {spec.label}', init=False)  # the checkpoint replaces any init
     option = f'model {spec.label} checkpoint'
     params, key = pick_state_dict(load_weights_only(spec.checkpoint, option), spec.param_key, option)
     key = spec.loaded_key = key or TOP_LEVEL
-    mismatch = state_dict_mismatch(params, net)
+    self_loaded = loads_own_weights(net)  # it has read the same file and entry as it was built
+    mismatch = None if self_loaded else state_dict_mismatch(params, net)
     if mismatch:
         raise ValueError(f'model {spec.label}: {spec.checkpoint} [{key}] does not fit {spec.arch.get("type")}: '
                          f'{mismatch}')
-    net.load_state_dict({k.removeprefix('module.'): v for k, v in params.items()})
+    load_weights(net, params)
     spec.notes.append(f'weights: {key}')
+    if self_loaded and spec.upscale is None:
+        spec.scale = getattr(net, 'scale', None)  # detected from the file (SpandrelNet)
     multiple = window_multiple(spec.arch)
     if multiple > 1:
         spec.notes.append(f'input reflect-padded to multiples of {multiple}')

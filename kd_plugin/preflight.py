@@ -14,6 +14,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 from PIL import Image
 
 from kd_plugin.archs.build import build_network, check_init, construct, registered_class, split_init
+from kd_plugin.archs.self_loading import loads_own_weights
 from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only, state_dict_mismatch
 from kd_plugin.compat.resume import latest_training_state, missing_checkpoint_error, resumed_networks
@@ -165,11 +166,30 @@ def check_network_init(opt: dict[str, Any]) -> None:
         try:
             if net in opt:
                 registered_class(ARCH_REGISTRY, opt[net], net)
+                if loads_own_weights(opt[net]):
+                    check_self_loading(opt, net, init)
             check_init(init, net)
             if any('modules' in entry for entry in init):  # layer names need the network itself
                 build_network(opt[net], net)
         except ValueError as err:
             raise OptionError(str(err)) from err
+
+
+def check_self_loading(opt: dict[str, Any], net: str, init: list[dict[str, Any]]) -> None:
+    """A network that reads its trained weights from its own ``checkpoint`` (SpandrelNet) takes no
+    ``init_weights`` (they would overwrite those weights) and, as ``network_g``, no ``path.pretrain_network_g``:
+    BasicSR's SRModel would load that file into it as a state dict as well, and its keys lack the ``model.``
+    prefix of the wrapped network's."""
+    arch = opt[net]['type']
+    if init:
+        raise ValueError(f'{net}.init_weights: {arch} reads its trained weights from its checkpoint, and '
+                         f'init_weights would overwrite them. Fix: remove {net}.init_weights')
+    checkpoint = (opt.get('path') or {}).get('pretrain_network_g')
+    if net == 'network_g' and checkpoint:
+        raise ValueError(f'path.pretrain_network_g: network_g is {arch}, which reads its weights from its own '
+                         'checkpoint option, and BasicSR\'s model would also load this file into it as a state dict '
+                         f'(which does not fit). Fix: network_g: {{type: {arch}, checkpoint: {checkpoint}}} and no '
+                         'path.pretrain_network_g')
 
 
 def check_kd_model(opt: dict[str, Any]) -> KDConfig:
@@ -182,12 +202,12 @@ def check_kd_model(opt: dict[str, Any]) -> KDConfig:
     own construction does next."""
     config = KDConfig.from_options(opt, torch.device('cuda' if opt.get('num_gpu') else 'cpu'))
     student = build_network(opt['network_g'], 'network_g')
-    teacher = build_network(opt['network_t'], 'network_t')
+    teacher = build_network(config.teacher.arch, 'network_t')  # a self-loading arch checks its file as it loads
     losses = config.losses
     feature = construct(LOSS_REGISTRY, losses['feature_opt'], 'train.feature_opt') if 'feature_opt' in losses else None
     forward = construct(LOSS_REGISTRY, losses['forward_opt'], 'train.forward_opt') if 'forward_opt' in losses else None
     wire(student, teacher, opt['scale'], feature, forward, probe_input(opt))
-    if config.teacher.strict:
+    if config.teacher.strict and not loads_own_weights(teacher):
         mismatch = state_dict_mismatch(config.teacher.params, teacher)
         if mismatch:
             raise ValueError(f'path.pretrain_network_t does not fit network_t ({opt["network_t"].get("type")}): '

@@ -19,6 +19,7 @@ import torch
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
 from kd_plugin.archs.build import registered_class
+from kd_plugin.archs.self_loading import with_checkpoint
 from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import pick_state_dict, weights_only_from_bytes
 from kd_plugin.distill.eco import EcoConfig, parse_eco
@@ -46,7 +47,9 @@ _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.flo
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """``network_t`` and its checkpoint, read once, with ``train.teacher``'s fast path."""
+    """``network_t`` and its checkpoint, read once, with ``train.teacher``'s fast path. ``arch`` is the
+    section to build the teacher from: for an arch that reads its own weights it names the checkpoint
+    (:func:`~kd_plugin.archs.self_loading.with_checkpoint`), and ``params`` is then not loaded into it."""
 
     arch: dict[str, Any]
     checkpoint: str
@@ -93,7 +96,10 @@ class KDConfig:
         dtype = teacher_dtype(teacher_opt, torch.device(device))
         digest, ckpt = read_teacher(checkpoint)
         params, key = pick_state_dict(ckpt, opt['path'].get('param_key_t'), 'path.pretrain_network_t')
-        teacher = TeacherConfig(dict(opt['network_t']), checkpoint, digest, params, key,
+        # an arch that reads its own weights (SpandrelNet) gets the checkpoint, its entry and the run's scale here
+        arch = with_checkpoint(opt['network_t'], checkpoint, 'network_t', 'path.pretrain_network_t',
+                               param_key=opt['path'].get('param_key_t'), scale=opt['scale'])
+        teacher = TeacherConfig(arch, checkpoint, digest, params, key,
                                 bool(opt['path'].get('strict_load_t', True)), dtype,
                                 bool(teacher_opt.get('channels_last', False)), teacher_pad_to(opt))
         losses = {key: dict(train[key]) for key in LOSS_KEYS if train.get(key)}
@@ -127,7 +133,8 @@ def teacher_checkpoint_path(opt: dict[str, Any]) -> str:
     path = opt['path'].get('pretrain_network_t')
     if not path:
         raise ValueError('path.pretrain_network_t: KDModel needs the trained teacher\'s checkpoint. Fix: set it to '
-                         'the .pth file (train the teacher first with its own options file)')
+                         'the .pth file (train the teacher first with its own options file), or to a published '
+                         'checkpoint that spandrel recognises with network_t: {type: SpandrelNet}')
     if not osp.isfile(path):
         raise ValueError(f'path.pretrain_network_t: {path!r} does not exist (current directory: {os.getcwd()}). '
                          'Fix: point it at the teacher checkpoint')
@@ -147,8 +154,8 @@ def task_teacher(checkpoint: str, param_key: str | None, option: str) -> tuple[s
 
 
 def read_teacher(path: str) -> tuple[str, Any]:
-    """``(SHA-256, weights-only unpickled object)`` of the teacher checkpoint, read from disk once per
-    file version (path, size and modification time) in this process."""
+    """``(SHA-256, weights-only unpickled object)`` of the teacher checkpoint (a ``.safetensors`` file: its
+    state dict), read from disk once per file version (path, size and modification time) in this process."""
     stat = os.stat(path)
     return _read_teacher(osp.abspath(path), stat.st_size, stat.st_mtime_ns)
 

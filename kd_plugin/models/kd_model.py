@@ -12,6 +12,7 @@ from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from kd_plugin.archs.build import build_network
+from kd_plugin.archs.self_loading import load_weights, loads_own_weights, with_checkpoint
 from kd_plugin.distill.eco import eco_input, eco_target
 from kd_plugin.distill.rank_sync import average_gradients, broadcast_from_rank0, finite_on_all_ranks
 from kd_plugin.distill.recorder import FeatureRecorder
@@ -133,9 +134,10 @@ class KDModel(SRModel):
         self.net_t = build_network(deepcopy(teacher.arch), 'network_t', log=True).to(self.device)
         get_root_logger().info(f'Loading {self.net_t.__class__.__name__} model from {teacher.checkpoint}, with param '
                                f'key: [{teacher.param_key}].')
-        params = {k.removeprefix('module.'): v for k, v in teacher.params.items()}
-        self._print_different_keys_loading(self.net_t, params, teacher.strict)
-        self.net_t.load_state_dict(params, strict=teacher.strict)
+        if not loads_own_weights(self.net_t):  # one that does has read the same file and entry as it was built
+            self._print_different_keys_loading(
+                self.net_t, {k.removeprefix('module.'): v for k, v in teacher.params.items()}, teacher.strict)
+        load_weights(self.net_t, teacher.params, teacher.strict)
         self.net_t.eval().requires_grad_(False)
         self.teacher_runner = TeacherRunner(self.net_t, teacher.dtype, teacher.channels_last, teacher.pad_to)
         log_teacher_precision(self.opt['train'].get('teacher') or {}, teacher.dtype, self.device)
@@ -337,10 +339,12 @@ class KDModel(SRModel):
         if not own.get('pretrain_network_t'):
             return self.teacher_runner
         if task not in self._task_teachers:
-            net = build_network(deepcopy(self.opt['network_t']), f'datasets.train.tasks.{task} teacher')
-            _, params, _ = task_teacher(own['pretrain_network_t'], own.get('param_key_t'),
-                                        f'datasets.train.tasks.{task}.pretrain_network_t')
-            net.load_state_dict({k.removeprefix('module.'): v for k, v in params.items()})
+            option = f'datasets.train.tasks.{task}.pretrain_network_t'
+            arch = with_checkpoint(self.opt['network_t'], own['pretrain_network_t'], 'network_t', option,
+                                   param_key=own.get('param_key_t'), scale=self.opt['scale'])
+            net = build_network(arch, f'datasets.train.tasks.{task} teacher')
+            _, params, _ = task_teacher(own['pretrain_network_t'], own.get('param_key_t'), option)
+            load_weights(net, params)
             teacher = self.kd.teacher
             self._task_teachers[task] = TeacherRunner(net.to(self.device), teacher.dtype, teacher.channels_last,
                                                       teacher.pad_to)
