@@ -20,6 +20,8 @@ from kd_plugin.checkpoint_io import check_checkpoint_options, load_weights_only,
 from kd_plugin.compat.resume import latest_training_state, missing_checkpoint_error, resumed_networks
 from kd_plugin.data.image_io import list_images, name_difference
 from kd_plugin.data.label_cache import check_label_set
+from kd_plugin.data.lr_only_dataset import has_gt
+from kd_plugin.data.mixed_kd_dataset import MIXED, source_options
 from kd_plugin.data.multi_task_dataset import task_options
 from kd_plugin.distill.wiring import wire
 from kd_plugin.models.kd_config import KDConfig, probe_input, uses_adapters
@@ -131,6 +133,46 @@ def check_paired_dataset(phase: str, dataset: dict[str, Any], scale: int) -> dic
     return lq
 
 
+def check_lr_only_source(prefix: str, source: dict[str, Any], scale: int) -> dict[str, tuple[int, int]]:
+    """The LR images of an LR-only source (``dataroot_lq`` without ``dataroot_gt``) can be read (a folder of
+    readable images, or a BasicSR LMDB) and, for training, each is large enough for a ``gt_size // scale`` LR
+    patch; returns their ``(h, w)`` by name (nothing for a ``meta_info_file`` list, which BasicSR reads as is)."""
+    key = f'{prefix}.dataroot_lq'
+    if source.get('io_backend', {}).get('type') == 'lmdb':
+        lq = _lmdb_shapes(key, source['dataroot_lq'])
+    elif source.get('meta_info_file'):
+        return {}
+    else:
+        lq = _folder_shapes(key, source['dataroot_lq'])
+    gt_size = source.get('gt_size')
+    if source.get('phase') == 'train' and gt_size:
+        small = sorted(name for name, (h, w) in lq.items() if min(h, w) * scale < gt_size)
+        if small:
+            raise OptionError(f'{prefix}.gt_size: {gt_size} needs LR images of at least {-(-gt_size // scale)} px a '
+                              f'side at x{scale}, and {", ".join(repr(n) for n in small[:5])}'
+                              f'{f" and {len(small) - 5} more" if len(small) > 5 else ""} in {source["dataroot_lq"]!r} '
+                              'are smaller. Fix: lower gt_size, or leave those images out of the folder.')
+    return lq
+
+
+def check_mixed_dataset(phase: str, dataset: dict[str, Any], scale: int) -> None:
+    """A ``MixedKDDataset``: its sources' options (:func:`~kd_plugin.data.mixed_kd_dataset.source_options`), each
+    paired source as a paired set, each LR-only source's LR images readable and large enough."""
+    if dataset.get('phase', phase.split('_')[0]) != 'train':  # BasicSR's phase: the key up to its first '_'
+        raise OptionError(f'datasets.{phase}.type: MixedKDDataset is a training set (its LR-only sources have no GT '
+                          'to score against). Fix: validate on a PairedImageDataset')
+    try:
+        sources = source_options(dataset)
+    except ValueError as err:
+        raise OptionError(str(err)) from err
+    for name, source in sources.items():
+        prefix = f'{phase}.sources.{name}'
+        if has_gt(source):
+            check_paired_dataset(prefix, source, scale)
+        else:
+            check_lr_only_source(f'datasets.{prefix}', source, scale)
+
+
 def check_window_multiple(opt: dict[str, Any], phase: str, lq: dict[str, tuple[int, int]]) -> None:
     """A window-attention ``network_g`` (``window_size`` > 1, e.g. SwinIR) only takes LR sides that are
     multiples of the window. Training patches must be; whole validation/test images must be too unless
@@ -232,6 +274,9 @@ def check_options(opt: dict[str, Any]) -> None:
             for task, task_set in tasks.items():
                 check_paired_dataset(f'{phase}.tasks.{task}', dict(task_set, phase=dataset.get('phase')),
                                      opt.get('scale', dataset.get('scale', 1)))
+            check_window_multiple(opt, phase, {})
+        elif dataset.get('type') == MIXED:
+            check_mixed_dataset(phase, dataset, opt.get('scale', dataset.get('scale', 1)))
             check_window_multiple(opt, phase, {})
     if not opt.get('is_train'):
         return

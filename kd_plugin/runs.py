@@ -120,12 +120,12 @@ def from_project_root(path: str | None) -> str | None:
 
 def dataset_from_project_root(dataset_opt: dict[str, Any]) -> dict[str, Any]:
     """A copy of a dataset's options with its ``dataroot_*`` folders, ``meta_info_file`` and (in a multi-task
-    set's ``tasks``) each task's own paths made absolute (:func:`from_project_root`), for code that reads the data
-    from outside a run's working directory."""
+    set's ``tasks``, a mixed set's ``sources``) each part's own paths made absolute (:func:`from_project_root`), for
+    code that reads the data from outside a run's working directory."""
     def rooted(key: str, value: Any) -> Any:
         if key.startswith('dataroot_') or key in ('meta_info_file', 'pretrain_network_t'):
             return from_project_root(value)
-        if key == 'tasks' and isinstance(value, dict):
+        if key in ('tasks', 'sources') and isinstance(value, dict):
             return {name: dataset_from_project_root(task) for name, task in value.items()}
         return value
 

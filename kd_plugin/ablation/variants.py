@@ -14,7 +14,8 @@
                        change)
 ``online_labels``      for a recipe on cached teacher labels (``dataroot_teacher``): the same recipe
                        with the teacher run on each training patch instead (not for a multi-task recipe
-                       whose tasks have teachers of their own: online, one teacher teaches every task)
+                       whose tasks have teachers of their own: online, one teacher teaches every task;
+                       not for a recipe with LR-only sources, which cannot do without their labels)
 ``eco_hr_only``,       the student with the recipe's pixel loss (or L1) on the ECO schedule
 ``eco_full``           (:mod:`kd_plugin.distill.eco`: the target moves from the teacher's output or label to
                        the ground truth over ``end_ratio`` of training, the recipe's ``train.eco.end_ratio``
@@ -24,14 +25,19 @@
 =====================  ========================================================================
 
 Every run keeps the recipe's data, student, batch, schedule and seed handling; only the terms
-differ. Runs are named ``<name>_ablation_<variant>_s<seed>`` and train without periodic validation
-(the ablation scores the final students itself).
+differ, except that the student-alone baselines, which drop the labels, train on a ``MixedKDDataset``'s paired
+sources only (its LR-only sources have nothing but labels), and that a recipe with LR-only sources has no variant
+the pre-run checks would refuse there (ECO, and any without output distillation). Runs are named
+``<name>_ablation_<variant>_s<seed>`` and train without periodic validation (the ablation scores the final
+students itself).
 """
 from copy import deepcopy
 from os import path as osp
 from typing import Any
 
 from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
+from kd_plugin.data.lr_only_dataset import has_gt
+from kd_plugin.data.mixed_kd_dataset import lr_only_sources
 from kd_plugin.models.kd_config import KD_INGREDIENTS
 from kd_plugin.runs import with_total_iter
 
@@ -52,14 +58,16 @@ def baseline_pixel_loss(recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def label_roots(opt: dict[str, Any]) -> list[str]:
-    """The cached label sets a run's training set reads: its ``dataroot_teacher``, or each task's."""
+    """The cached label sets a run's training set reads: its ``dataroot_teacher``, or each task's, or each
+    source's (paired and LR-only)."""
     train_set = opt['datasets']['train']
-    sets = [train_set, *(train_set.get('tasks') or {}).values()]
+    sets = [train_set, *(train_set.get('tasks') or {}).values(), *(train_set.get('sources') or {}).values()]
     return [s[LABEL_ROOT] for s in sets if s.get(LABEL_ROOT)]
 
 
 def uses_cached_labels(recipe: dict[str, Any]) -> bool:
-    """Whether the recipe trains on cached teacher labels (``datasets.train.dataroot_teacher``, or a task's)."""
+    """Whether the recipe trains on cached teacher labels (``datasets.train.dataroot_teacher``, or a task's or a
+    source's)."""
     return bool(label_roots(recipe))
 
 
@@ -75,11 +83,20 @@ def own_task_teachers(recipe: dict[str, Any]) -> list[str]:
 
 
 def without_cached_labels(opt: dict[str, Any]) -> None:
-    """Drop the cached labels from ``opt``'s training set (in place): BasicSR's plain paired dataset, or a
-    multi-task set of plain paired sets."""
+    """Drop the cached labels from ``opt``'s training set (in place): BasicSR's plain paired dataset, a
+    multi-task set of plain paired sets, or a ``MixedKDDataset`` of its paired sources alone without labels (an
+    LR-only source has no target without them). ``ValueError`` for a mixture that has no paired source."""
     train_set = opt['datasets']['train']
-    for task in (train_set.get('tasks') or {}).values():
-        task.pop(LABEL_ROOT, None)
+    lr_only = lr_only_sources(opt)
+    if lr_only:
+        paired = {name: source for name, source in train_set['sources'].items() if has_gt(source)}
+        if not paired:
+            raise ValueError(f'datasets.train.sources: {", ".join(lr_only)} are LR-only and no source is paired, so '
+                             'a student alone (the ablation\'s baselines) has nothing to train on. Fix: add a paired '
+                             'source (dataroot_gt, dataroot_lq), or ablate without the baselines')
+        train_set['sources'] = paired
+    for part in [*(train_set.get('tasks') or {}).values(), *(train_set.get('sources') or {}).values()]:
+        part.pop(LABEL_ROOT, None)
     if train_set.pop(LABEL_ROOT, None) and train_set.get('type') == 'KDPairedImageDataset':
         train_set['type'] = 'PairedImageDataset'
 
@@ -89,18 +106,28 @@ def ingredients(recipe: dict[str, Any]) -> list[str]:
     return [key for key in KD_INGREDIENTS if recipe['train'].get(key)]
 
 
+def needs_gt_everywhere(variant: str) -> bool:
+    """Whether ``variant`` is refused beside LR-only sources (``check_lr_only_terms``): ECO (its target mixes in
+    the GT), and a KD run without output distillation (the LR-only samples' only target)."""
+    return (variant in ECO_VARIANTS or SINGLE_TERMS.get(variant, 'distill_opt') != 'distill_opt'
+            or variant == 'recipe_without_distill_opt')
+
+
 def available_variants(recipe: dict[str, Any]) -> list[str]:
-    """Every variant that makes sense for ``recipe``."""
+    """Every variant that makes sense for ``recipe``. With LR-only sources: no ``online_labels`` (such a source
+    cannot do without its labels: ``MixedKDDataset`` refuses it) and none that needs the GT of every sample."""
     have = ingredients(recipe)
+    lr_only = lr_only_sources(recipe)
     names = ['no_kd', 'no_kd_equal_time']
     if recipe['path'].get('pretrain_network_g'):
         names.append('init_only')
     if len(have) > 1:
         names += [v for v, term in SINGLE_TERMS.items() if term in have]
         names += [f'recipe_without_{key}' for key in have]
-    if uses_cached_labels(recipe) and not own_task_teachers(recipe):
+    if uses_cached_labels(recipe) and not own_task_teachers(recipe) and not lr_only:
         names.append('online_labels')
-    return names + list(ECO_VARIANTS) + ['recipe']
+    names += [*ECO_VARIANTS, 'recipe']
+    return [name for name in names if not (lr_only and needs_gt_everywhere(name))]
 
 
 def default_variants(recipe: dict[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ from kd_plugin.data.label_cache import (
 from kd_plugin.data.lmdb_builder import build_paired_lmdbs
 from kd_plugin.data.lr_generation import make_lr_pairs
 from kd_plugin.data.merge import merge_pairs
+from kd_plugin.data.mixed_kd_dataset import MIXED
 from kd_plugin.data.subimages import crop_subimages
 from kd_plugin.device import DEVICE_CHOICES, pick_device
 from kd_plugin.distill.teacher_labels import ENSEMBLES
@@ -107,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     tl = sub.add_parser('teacher-labels', help="a KD file's teacher run once on every whole training LR image",
                         description='Runs the KD options file\'s network_t (its checkpoint, its train.teacher fast '
                         'path) on every whole LR image of its datasets.train (folder or LMDB) and writes 8-bit PNG '
-                        'labels named like the GT, with manifest.json (teachers and their SHA-256, scale, ensemble, '
-                        'LR source, image names); --lmdb adds OUTPUT.lmdb, --npy adds OUTPUT.npy (uncompressed '
-                        'arrays that training reads crop-only: the fastest to load). Point '
+                        'labels named like the GT (like the LR image in a set without GT: an LR-only source of a '
+                        'MixedKDDataset), with manifest.json (teachers and their SHA-256, scale, ensemble, LR source, '
+                        'image names, whether there is GT); a multi-task or mixed file has each of its training sets '
+                        'labelled into the set its dataroot_teacher names; --lmdb adds OUTPUT.lmdb, --npy adds '
+                        'OUTPUT.npy (uncompressed arrays that training reads crop-only: the fastest to load). Point '
                         'datasets.train.dataroot_teacher at the result (type: KDPairedImageDataset). Resumable; a '
                         'finished output is kept unless --overwrite. Relative paths in the options file are read '
                         'from the current folder.')
@@ -153,13 +156,18 @@ def check_named_ensemble(named: str, ensemble: str) -> None:
 
 def teacher_labels(args: argparse.Namespace) -> None:
     """``prepare teacher-labels``: see its ``--help``. A multi-task file (``MultiTaskKDDataset``) has each task's
-    labels built with the task's own teacher, into the label set its ``dataroot_teacher`` names."""
+    labels built with the task's own teacher, into the label set its ``dataroot_teacher`` names; a mixed file
+    (``MixedKDDataset``) each source's, paired or LR-only, with the file's teacher (or ``--teacher``'s)."""
     device = pick_device(args.device)
     opt = load_options(args.opt)
     jobs = label_jobs(opt)
-    if len(jobs) > 1 and (args.output or args.teacher):
+    mixed = ((opt.get('datasets') or {}).get('train') or {}).get('type') == MIXED
+    if len(jobs) > 1 and not mixed and (args.output or args.teacher):
         raise ValueError('--output/--teacher: a multi-task file labels each task with its own teacher into the set its '
                          'dataroot_teacher names. Fix: leave out --output and --teacher')
+    if len(jobs) > 1 and args.output:
+        raise ValueError(f'--output: this file\'s training set has {len(jobs)} sources ({", ".join(jobs)}), each '
+                         'labelled into the set its dataroot_teacher names. Fix: leave out --output')
     for task, job in jobs.items():
         try:
             teachers, precision = load_teachers(job, args.teacher, device, args.fp32)

@@ -15,16 +15,38 @@ from kd_plugin.data.label_arrays import LabelArrays, holds_arrays
 LABEL_ROOT = 'dataroot_teacher'
 
 
-def label_location(gt_path: str, root: str, backend: str) -> str:
-    """Where the label of GT image ``gt_path`` lives: ``<root>/<GT stem>`` in an array store (``<root>`` ending
-    in ``.npy``; the stem is its index key), else the LMDB key (the GT's key, its file stem) or
-    ``<root>/<GT stem>.png`` (labels are PNG whatever the GT's format)."""
-    name = osp.splitext(osp.basename(gt_path))[0]
+def label_location(image_path: str, root: str, backend: str) -> str:
+    """Where the label of image ``image_path`` lives (the GT image of a paired set; the LR image of an LR-only
+    source, whose labels are named after the LR images): ``<root>/<stem>`` in an array store (``<root>`` ending
+    in ``.npy``; the stem is its index key), else the LMDB key (the image's key, its file stem) or
+    ``<root>/<stem>.png`` (labels are PNG whatever the image's format)."""
+    name = osp.splitext(osp.basename(image_path))[0]
     if holds_arrays(root):
         return osp.join(root, name)  # a name in the store's index, shown as a path
     if backend == 'lmdb':
-        return gt_path
+        return image_path
     return osp.join(root, name + '.png')
+
+
+def attach_labels(root: str, io_backend_opt: dict[str, Any]) -> LabelArrays | None:
+    """Get a dataset ready to read the label set ``root``: an array store is returned (mapped at its first read);
+    PNG labels in an LMDB join the dataset's ``io_backend_opt`` (changed in place) as client key ``teacher``;
+    a PNG folder needs nothing (None)."""
+    if holds_arrays(root):
+        return LabelArrays(root)
+    if io_backend_opt['type'] == 'lmdb':
+        io_backend_opt['db_paths'] = [*io_backend_opt['db_paths'], root]
+        io_backend_opt['client_keys'] = [*io_backend_opt['client_keys'], 'teacher']
+    return None
+
+
+def read_label(file_client: FileClient, arrays: LabelArrays | None, location: str) -> np.ndarray:
+    """The label at ``location`` (:func:`label_location`), ``[H, W, C]`` BGR: from an array store a read-only
+    uint8 view (crop it before anything reads it: only the crop's bytes are then read), else the decoded PNG as
+    float32 in [0, 1] (``to_float`` makes both the same)."""
+    if arrays is not None:
+        return arrays[osp.basename(location)]
+    return imfrombytes(file_client.get(location, 'teacher'), float32=True)
 
 
 def to_float(img: np.ndarray) -> np.ndarray:
@@ -59,13 +81,9 @@ class KDPairedImageDataset(PairedImageDataset):
         if not self.label_root:
             return
         backend = self.io_backend_opt['type']
-        self.label_arrays = holds_arrays(self.label_root)
-        if backend == 'lmdb' and not self.label_arrays:
-            self.io_backend_opt['db_paths'] = [*self.io_backend_opt['db_paths'], self.label_root]
-            self.io_backend_opt['client_keys'] = [*self.io_backend_opt['client_keys'], 'teacher']
+        self.arrays = attach_labels(self.label_root, self.io_backend_opt)
         for item in self.paths:
             item['teacher_path'] = label_location(item['gt_path'], self.label_root, backend)
-        self.arrays = LabelArrays(self.label_root) if self.label_arrays else None
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not self.label_root:
@@ -76,10 +94,7 @@ class KDPairedImageDataset(PairedImageDataset):
         item = self.paths[index]
         img_gt = imfrombytes(self.file_client.get(item['gt_path'], 'gt'), float32=True)
         img_lq = imfrombytes(self.file_client.get(item['lq_path'], 'lq'), float32=True)
-        if self.label_arrays:
-            img_label = self.arrays[osp.basename(item['teacher_path'])]  # uint8; cropped before it is read
-        else:
-            img_label = imfrombytes(self.file_client.get(item['teacher_path'], 'teacher'), float32=True)
+        img_label = read_label(self.file_client, self.arrays, item['teacher_path'])  # arrays: cropped before read
         if img_label.shape != img_gt.shape:
             raise ValueError(f'{LABEL_ROOT}: label {item["teacher_path"]} is {img_label.shape[1]}x'
                              f'{img_label.shape[0]}, its GT {item["gt_path"]} {img_gt.shape[1]}x{img_gt.shape[0]}. '

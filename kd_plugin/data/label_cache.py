@@ -1,15 +1,17 @@
 """Cached teacher labels on disk: building a label set once, its manifest, and the checks a run makes.
 
-A label set is a folder of 8-bit PNGs, one per training image, named after the GT image's stem, with
-``manifest.json``; ``--lmdb`` adds ``<folder>.lmdb`` (BasicSR's LMDB, keys = stems) and ``--npy`` adds
-``<folder>.npy`` (every label in one uncompressed file, read crop-only by memory map:
-:mod:`kd_plugin.data.label_arrays`), each with the same manifest inside. ``datasets.train.dataroot_teacher``
-of a ``KDPairedImageDataset`` points at any of them.
+A label set is a folder of 8-bit PNGs, one per training image, named after the GT image's stem (after the LR
+image's in a set that has no GT, an LR-only source of ``MixedKDDataset``), with ``manifest.json``; ``--lmdb``
+adds ``<folder>.lmdb`` (BasicSR's LMDB, keys = stems) and ``--npy`` adds ``<folder>.npy`` (every label in one
+uncompressed file, read crop-only by memory map: :mod:`kd_plugin.data.label_arrays`), each with the same
+manifest inside. ``datasets.train.dataroot_teacher`` of a ``KDPairedImageDataset`` (or of a source of a
+``MixedKDDataset``) points at any of them.
 
 The manifest says what made the labels (each teacher's arch, checkpoint SHA-256 and parameter key, the
-scale, the ensemble, tiling, precision) and from which images (their names, and the identity of each LR
-image: :mod:`kd_plugin.data.lr_identity`), so that a run can refuse labels that do not belong to its
-options before it trains. One build at a time writes a label set (a lock beside it, ``<folder>.lock``).
+scale, the ensemble, tiling, precision) and from which images (their names, whether the set has GT: ``gt``,
+and the identity of each LR image: :mod:`kd_plugin.data.lr_identity`), so that a run can refuse labels that do
+not belong to its options before it trains. One build at a time writes a label set (a lock beside it,
+``<folder>.lock``).
 """
 import json
 import os
@@ -40,7 +42,9 @@ from kd_plugin.data.label_arrays import (
     write_label_arrays,
 )
 from kd_plugin.data.lmdb_builder import build_lmdb
-from kd_plugin.data.lr_identity import file_client, stem
+from kd_plugin.data.lr_identity import file_client, pair_name, stem
+from kd_plugin.data.lr_only_dataset import has_gt, lr_only_paths
+from kd_plugin.data.mixed_kd_dataset import MIXED, source_options
 from kd_plugin.data.multi_task_dataset import task_options
 from kd_plugin.distill.teacher_labels import ENSEMBLES, TeacherRunner, label
 from kd_plugin.file_lock import exclusive
@@ -95,7 +99,11 @@ def load_teachers(opt: dict[str, Any], specs: list[str] | None, device: torch.de
 
 def training_pairs(train_set: dict[str, Any]) -> list[dict[str, str]]:
     """The training set's pairs as BasicSR's ``PairedImageDataset`` lists them: ``[{'lq_path', 'gt_path'}]``
-    (file paths, or LMDB keys with ``io_backend: lmdb``)."""
+    (file paths, or LMDB keys with ``io_backend: lmdb``); for a set without GT (``dataroot_lq`` only), its LR
+    images as ``LabelledLRDataset`` lists them, ``[{'lq_path'}]``. Name each with
+    :func:`~kd_plugin.data.lr_identity.pair_name`."""
+    if not has_gt(train_set):
+        return [{'lq_path': path} for path in lr_only_paths(train_set)]
     folders = [train_set['dataroot_lq'], train_set['dataroot_gt']]
     tmpl = train_set.get('filename_tmpl', '{}')
     if train_set['io_backend']['type'] == 'lmdb':
@@ -106,16 +114,23 @@ def training_pairs(train_set: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def default_output(train_set: dict[str, Any], teachers: list[Teacher], ensemble: str) -> str:
-    """``<folder of dataroot_gt>/labels_<teacher checkpoint stems>_<ensemble>``."""
+    """``<folder of dataroot_gt>/labels_<teacher checkpoint stems>_<ensemble>`` (of ``dataroot_lq`` for a set
+    without GT)."""
     stems = '+'.join(stem(t.checkpoint) for t in teachers)
-    return osp.join(osp.dirname(osp.normpath(train_set['dataroot_gt'])), f'labels_{stems}_{ensemble}')
+    images = train_set['dataroot_gt'] if has_gt(train_set) else train_set['dataroot_lq']
+    return osp.join(osp.dirname(osp.normpath(images)), f'labels_{stems}_{ensemble}')
 
 
 def label_jobs(opt: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
     """The label sets a KD options file asks for: ``{None: opt}`` for one training set; for a multi-task set
     ``{task: opt}`` with that task's paired set as ``datasets.train`` and its own teacher checkpoint (and
-    ``param_key_t``) as ``path.pretrain_network_t``."""
+    ``param_key_t``) as ``path.pretrain_network_t``; for a ``MixedKDDataset`` ``{source: opt}`` with that source's
+    set (paired, or LR-only) as ``datasets.train``, all labelled by the run's teacher."""
     train_set = (opt.get('datasets') or {}).get('train') or {}
+    if train_set.get('type') == MIXED:
+        return {name: dict(opt, datasets={**opt['datasets'], 'train': dict(source, type='KDPairedImageDataset')
+                                          if has_gt(source) else source})
+                for name, source in source_options(train_set).items()}
     if train_set.get('type') != 'MultiTaskKDDataset':
         return {None: opt}
     jobs = {}
@@ -210,7 +225,7 @@ def _build_locked(train_set: dict[str, Any], scale: int, teachers: list[Teacher]
                       'param_key': t.param_key} for t in teachers],
         'scale': scale, 'ensemble': ensemble, 'tile': tile, 'tile_overlap': tile_overlap, 'precision': precision,
         'lr_source': {'dataroot_lq': train_set['dataroot_lq'], 'io_backend': train_set['io_backend']['type']},
-        'count': len(pairs), 'names': sorted(stem(p['gt_path']) for p in pairs),
+        'count': len(pairs), 'names': sorted(pair_name(p) for p in pairs), 'gt': has_gt(train_set),
         **lr_identity.record(train_set, pairs),
     }
     lmdb_path, arrays_path = output + '.lmdb', output + ARRAYS_SUFFIX
@@ -240,7 +255,7 @@ def _build_locked(train_set: dict[str, Any], scale: int, teachers: list[Teacher]
     start = time.time()
     client = file_client(train_set, 'lq')
     for pair in progress(pairs):
-        target = osp.join(partial, stem(pair['gt_path']) + '.png')
+        target = osp.join(partial, pair_name(pair) + '.png')
         if osp.isfile(target):
             continue
         lq = img2tensor(imfrombytes(client.get(pair['lq_path'], 'lq'), float32=True), bgr2rgb=True, float32=True)
@@ -316,11 +331,21 @@ def check_label_set(opt: dict[str, Any], teacher_sha256: str | None = None, teac
     recorded the LR images; one made at another scale, by another teacher (``teacher_sha256``, the SHA-256 of
     ``path.pretrain_network_t``) or from another entry of its checkpoint (``teacher_key``: ``params``,
     ``params_ema`` or ``(top level)``), for other images, or from other LR images than ``dataroot_lq`` holds;
-    a missing label or one of another size than its GT.
+    a missing label or one of another size than its GT (than its LR image times the scale, in a set without GT).
 
     A ``MultiTaskKDDataset`` has each task's labels checked the same way against the task's own teacher
-    (``tasks.<task>.pretrain_network_t``, else the run's), the errors naming the task."""
+    (``tasks.<task>.pretrain_network_t``, else the run's), the errors naming the task; a ``MixedKDDataset`` each
+    source's against the run's teacher, the errors naming the source."""
     train_set = (opt.get('datasets') or {}).get('train') or {}
+    if train_set.get('type') == MIXED:
+        sources = source_options(train_set)
+        if any(source.get(LABEL_ROOT) for source in sources.values()):
+            _require_kd_model(opt, f'datasets.train.sources.*.{LABEL_ROOT}')
+        for name, source in sources.items():
+            if source.get(LABEL_ROOT):
+                _check_labels(source, opt['scale'], f'datasets.train.sources.{name}', teacher_sha256, teacher_key,
+                              'path.pretrain_network_t', opt['path'].get('pretrain_network_t'))
+        return
     if train_set.get('type') == 'MultiTaskKDDataset':
         tasks = task_options(train_set)
         if any(task.get(LABEL_ROOT) for task in tasks.values()):
@@ -343,6 +368,9 @@ def check_label_set(opt: dict[str, Any], teacher_sha256: str | None = None, teac
     if not train_set.get(LABEL_ROOT):
         return
     _require_kd_model(opt, f'datasets.train.{LABEL_ROOT}')
+    if train_set.get('type') != 'KDPairedImageDataset':
+        raise ValueError(f'datasets.train.{LABEL_ROOT}: only KDPairedImageDataset reads labels; type is '
+                         f'{train_set.get("type")!r}. Fix: type: KDPairedImageDataset')
     _check_labels(train_set, opt['scale'], 'datasets.train', teacher_sha256, teacher_key, 'path.pretrain_network_t',
                   opt['path'].get('pretrain_network_t'))
 
@@ -382,13 +410,11 @@ def _require_kd_model(opt: dict[str, Any], option: str) -> None:
 
 def _check_labels(train_set: dict[str, Any], scale: int, where: str, teacher_sha256: str | None,
                   teacher_key: str | None, teacher_option: str, teacher_path: str | None) -> None:
-    """The checks of :func:`check_label_set` on one paired set ``train_set`` (``where``: its options' path)."""
+    """The checks of :func:`check_label_set` on one set ``train_set``, paired or without GT (``where``: its
+    options' path)."""
     root = train_set[LABEL_ROOT]
     option = f'{where}.{LABEL_ROOT}'
     fix = 'Fix: python -m kd_plugin.cli.prepare teacher-labels -opt <this options file>'
-    if train_set.get('type') != 'KDPairedImageDataset':
-        raise ValueError(f'{option}: only KDPairedImageDataset reads labels; type is '
-                         f'{train_set.get("type")!r}. Fix: type: KDPairedImageDataset')
     backend = train_set['io_backend']['type']
     in_lmdb = osp.normpath(root).endswith('.lmdb')
     if not holds_arrays(root) and in_lmdb != (backend == 'lmdb'):
@@ -433,23 +459,28 @@ def _check_labels(train_set: dict[str, Any], scale: int, where: str, teacher_sha
                              f'{teacher_option.replace("pretrain_network_t", "param_key_t")}: '
                              f'{made_by[0]["param_key"]}, or rebuild: {fix.removeprefix("Fix: ")} --overwrite')
     pairs = training_pairs(train_set)
-    names = sorted(stem(p['gt_path']) for p in pairs)
+    names = sorted(pair_name(p) for p in pairs)
+    images = 'dataroot_gt' if has_gt(train_set) else 'dataroot_lq'  # what the labels are named after
     if names != manifest['names']:
         raise ValueError(f'{option}: the labels in {root!r} are for other images than '
-                         f'dataroot_gt ({name_difference(names, manifest["names"], ("dataroot_gt", "the labels"))}). '
-                         f'{fix}')
+                         f'{images} ({name_difference(names, manifest["names"], (images, "the labels"))}). {fix}')
     other = lr_identity.changed(train_set, pairs, manifest, lambda facts: _refresh_lr_files(root, facts))
     if other:
         raise ValueError(f'{option}: {len(other)} of the {len(names)} LR images in dataroot_lq '
                          f'{train_set["dataroot_lq"]!r} are not those the labels in {root!r} were made from (e.g. '
                          f'{other[:3]}; the labels were made from {manifest["lr_source"]["dataroot_lq"]!r}), so the '
                          f'student would learn labels of inputs it never sees. {fix} --overwrite')
-    gt_sizes = _sizes(train_set['dataroot_gt'], names, backend)
     label_sizes = _sizes(root, names, backend)
+    if has_gt(train_set):
+        expected, what = _sizes(train_set['dataroot_gt'], names, backend), 'its GT'
+    else:  # no GT to compare with: the teacher's output on the whole LR image is the LR image times the scale
+        lr_sizes = _sizes(train_set['dataroot_lq'], names, backend)
+        expected = {name: (w * scale, h * scale) for name, (w, h) in lr_sizes.items()}
+        what = f'its LR image times the scale {scale}'
     for name in names:
         if name not in label_sizes:
             raise ValueError(f'{option}: no label for {name!r} in {root!r}. {fix} --overwrite')
-        if label_sizes[name] != gt_sizes.get(name):
+        if label_sizes[name] != expected.get(name):
             raise ValueError(f'{option}: label {name!r} is {label_sizes[name][0]}x'
-                             f'{label_sizes[name][1]}, its GT {gt_sizes.get(name)[0]}x{gt_sizes.get(name)[1]}. '
+                             f'{label_sizes[name][1]}, {what} {expected.get(name)[0]}x{expected.get(name)[1]}. '
                              f'{fix} --overwrite')

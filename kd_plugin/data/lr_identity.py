@@ -30,6 +30,12 @@ def stem(path: str) -> str:
     return osp.splitext(osp.basename(path))[0]
 
 
+def pair_name(pair: dict[str, str]) -> str:
+    """The name a training image's label goes by: the stem of its GT image, or of its LR image in an LR-only set
+    (whose pairs have no ``gt_path``)."""
+    return stem(pair.get('gt_path') or pair['lq_path'])
+
+
 def pixel_digest(img: np.ndarray) -> str:
     """SHA-256 (first 128 bits, hex) of an image's shape and pixels."""
     digest = hashlib.sha256(str(img.shape).encode())
@@ -38,20 +44,21 @@ def pixel_digest(img: np.ndarray) -> str:
 
 
 def lr_digests(train_set: dict[str, Any], pairs: list[dict[str, str]]) -> dict[str, str]:
-    """``{GT stem: digest of the decoded LR image}`` for the training ``pairs`` (as BasicSR lists them)."""
+    """``{name: digest of the decoded LR image}`` for the training ``pairs`` (as BasicSR lists them; names:
+    :func:`pair_name`)."""
     client = file_client(train_set, 'lq')
-    return {stem(p['gt_path']): pixel_digest(imfrombytes(client.get(p['lq_path'], 'lq'))) for p in pairs}
+    return {pair_name(p): pixel_digest(imfrombytes(client.get(p['lq_path'], 'lq'))) for p in pairs}
 
 
 def lr_file_facts(train_set: dict[str, Any], pairs: list[dict[str, str]]) -> dict[str, list[int]]:
-    """``{GT stem: [bytes, mtime_ns]}`` of each LR file, or ``{'data.mdb': [...]}`` of an LMDB's data file."""
+    """``{name: [bytes, mtime_ns]}`` of each LR file, or ``{'data.mdb': [...]}`` of an LMDB's data file."""
     if train_set['io_backend']['type'] == 'lmdb':
         info = os.stat(osp.join(train_set['dataroot_lq'], 'data.mdb'))
         return {'data.mdb': [info.st_size, info.st_mtime_ns]}
     facts = {}
     for pair in pairs:
         info = os.stat(pair['lq_path'])
-        facts[stem(pair['gt_path'])] = [info.st_size, info.st_mtime_ns]
+        facts[pair_name(pair)] = [info.st_size, info.st_mtime_ns]
     return facts
 
 
@@ -62,8 +69,8 @@ def record(train_set: dict[str, Any], pairs: list[dict[str, str]]) -> dict[str, 
 
 def changed(train_set: dict[str, Any], pairs: list[dict[str, str]], manifest: dict[str, Any],
             refresh: Callable[[dict[str, list[int]]], None] | None = None) -> list[str]:
-    """The GT stems whose LR image is not the one ``manifest`` recorded (sorted; empty when all are): the
-    file facts first, the pixel digests only when those differ. When the facts differ and every digest still
+    """The names (:func:`pair_name`) whose LR image is not the one ``manifest`` recorded (sorted; empty when all
+    are): the file facts first, the pixel digests only when those differ. When the facts differ and every digest still
     matches (the same pixels, touched or copied), ``refresh`` gets the current facts, so that the manifest can
     record them and the next check is the cheap one again."""
     facts = lr_file_facts(train_set, pairs)

@@ -22,6 +22,7 @@ from kd_plugin.archs.build import registered_class
 from kd_plugin.archs.self_loading import with_checkpoint
 from kd_plugin.archs.window_padding import window_multiple
 from kd_plugin.checkpoint_io import pick_state_dict, weights_only_from_bytes
+from kd_plugin.data.mixed_kd_dataset import lr_only_sources
 from kd_plugin.distill.eco import EcoConfig, parse_eco
 from kd_plugin.distill.upcycling import UpcycleConfig, parse_upcycle
 from kd_plugin.option_keys import check_keys
@@ -92,6 +93,7 @@ class KDConfig:
         upcycle = parse_upcycle(train.get('upcycle'), opt['scale'], lq_patch_side(opt))
         eco = parse_eco(train.get('eco'), bool(train.get('pixel_opt')))
         check_eco_terms(eco, train)
+        check_lr_only_terms(lr_only_sources(opt), train, upcycle, eco)
         teacher_opt = train.get('teacher') or {}
         dtype = teacher_dtype(teacher_opt, torch.device(device))
         digest, ckpt = read_teacher(checkpoint)
@@ -118,6 +120,36 @@ def check_eco_terms(eco: EcoConfig | None, train: dict[str, Any]) -> None:
                          'come from the mixed input lerp(down(T(x)), x, alpha) and the teacher\'s from the LR image '
                          'x, two different images. Fix: mode: hr_only (the input stays x), or remove '
                          f'train.{" and train.".join(terms)}')
+
+
+def check_lr_only_terms(lr_only: list[str], train: dict[str, Any], upcycle: UpcycleConfig | None,
+                        eco: EcoConfig | None) -> None:
+    """Refuse, for a run with LR-only sources (``lr_only``: their names in ``datasets.train.sources``), every term
+    that needs the ground truth of every sample, and a run in which those samples would teach nothing: no
+    ``distill_opt`` (their labels are their only target), ``distill_opt.weighting: teacher_better`` (weights by
+    the error against the GT), ``train.eco`` (its target mixes in the GT) and ``upcycle.zoom_in`` (cuts tiles out
+    of the HR patch). Feature matching, forward adaptation, zoom-out and label consistency read the LR input, the
+    live teacher or the label only, and run on every sample."""
+    if not lr_only:
+        return
+    where = ', '.join(f'datasets.train.sources.{name}' for name in lr_only)
+    drop = f'or give {where} its dataroot_gt, or drop the LR-only source'
+    if not train.get('distill_opt'):
+        raise ValueError(f'train.distill_opt: {where} has no ground truth (LR-only): output distillation against its '
+                         'teacher labels is all its samples can teach, and the run has no distill_opt, so they would '
+                         'teach nothing. Fix: set train.distill_opt: {type: OutputDistillLoss, loss_weight: 1.0}, '
+                         f'{drop}')
+    if train['distill_opt'].get('weighting', 'none') == 'teacher_better':
+        raise ValueError(f'train.distill_opt.weighting: teacher_better weights each pixel by the student\'s and the '
+                         f'teacher\'s error against the ground truth, which {where} does not have (LR-only). Fix: '
+                         f'weighting: none, {drop}')
+    if eco is not None:
+        raise ValueError(f'train.eco: the ECO target lerp(T(x), y, alpha) mixes in the ground truth y, which {where} '
+                         f'does not have (LR-only). Fix: remove train.eco, {drop}')
+    if upcycle is not None and 'zoom_in' in upcycle.parts:
+        raise ValueError(f'train.upcycle.zoom_in: cuts LR-sized tiles out of the HR patch, which {where} does not '
+                         'have (LR-only). Fix: remove train.upcycle.zoom_in (zoom_out and consistency need no HR), '
+                         f'{drop}')
 
 
 def uses_adapters(train: dict[str, Any]) -> bool:

@@ -58,6 +58,14 @@ class KDModel(SRModel):
     ``lerp(T(x), y, alpha)``, ``alpha`` rising linearly to 1, and in mode ``full`` the student's input by
     ``lerp(down(T(x)), x, alpha)``; the step logs ``eco_alpha``.
 
+    A batch with ``has_gt`` (``MixedKDDataset``: paired samples beside LR-only ones, whose ``gt`` is a
+    placeholder) has the GT losses (``pixel_opt``, ``perceptual_opt``) computed on its GT samples only, as the
+    mean over those samples (its scale does not depend on the LR-only share), and an exact 0, still logged, when
+    it has none; every other term runs on every sample (output distillation and label consistency against the
+    labels, feature matching, forward adaptation and zoom-out against the live teacher on the LR input). The
+    terms that need every sample's GT are refused before such a run (``check_lr_only_terms`` in
+    :mod:`kd_plugin.models.kd_config`).
+
     One optimizer step per iteration, whatever the terms.
 
     The teacher's forward pass runs once per step under ``no_grad`` (optionally bf16/fp16 autocast
@@ -172,9 +180,35 @@ class KDModel(SRModel):
     # ----------------------------------------------------------------- training
     def feed_data(self, data: dict[str, torch.Tensor]) -> None:
         """SRModel's ``lq``/``gt``, plus ``teacher``: the batch's cached teacher labels ``[B, C, s*h, s*w]``
-        (``KDPairedImageDataset`` with ``dataroot_teacher``), or None."""
+        (``KDPairedImageDataset`` with ``dataroot_teacher``), or None; and ``has_gt``: ``[B]`` bool, which samples'
+        ``gt`` is real (``MixedKDDataset``), or None when every sample's is."""
         super().feed_data(data)
         self.teacher_label = data['teacher'].to(self.device) if 'teacher' in data else None
+        self.has_gt = torch.as_tensor(data['has_gt']).bool().to(self.device) if 'has_gt' in data else None
+
+    def gt_losses(self, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``l_pix`` (and ``l_percep``/``l_style``) of ``self.output`` against ``target`` on the samples that have
+        GT (``has_gt``): the criterion applied to those samples alone, i.e. the mean over them; an exact 0 when
+        the batch has none, so that every step (and DDP rank) logs the same keys. A sample without GT gets no
+        gradient from these terms."""
+        losses = {}
+        out = self.output
+        if getattr(self, 'has_gt', None) is not None and not bool(self.has_gt.all()):
+            out, target = out[self.has_gt], target[self.has_gt]
+        zero = self.output.new_zeros(())
+        empty = out.shape[0] == 0
+        if self.cri_pix:
+            losses['l_pix'] = zero if empty else self.cri_pix(out, target)
+        if self.cri_perceptual:
+            if empty:  # the keys the loss would return: a term whose weight is 0 returns None
+                l_percep = zero if getattr(self.cri_perceptual, 'perceptual_weight', 1) > 0 else None
+                l_style = zero if getattr(self.cri_perceptual, 'style_weight', 0) > 0 else None
+            else:
+                l_percep, l_style = self.cri_perceptual(out, target)
+            for key, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    losses[key] = value
+        return losses
 
     def needs_live_teacher(self, eco_alpha: float | None = None) -> bool:
         """Whether this step runs the teacher on the batch's patches: for feature matching and forward
@@ -217,14 +251,7 @@ class KDModel(SRModel):
         # ECO moves the pixel losses' target from the teacher's output to the ground truth
         target = eco_target(teacher_out, self.gt, alpha) if mixing else self.gt
 
-        losses = OrderedDict()
-        if self.cri_pix:
-            losses['l_pix'] = self.cri_pix(self.output, target)
-        if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, target)
-            for key, value in (('l_percep', l_percep), ('l_style', l_style)):
-                if value is not None:
-                    losses[key] = value
+        losses = OrderedDict(self.gt_losses(target))
         if self.cri_dist:
             losses['l_dist'] = self.cri_dist(self.output, teacher_out, self.gt if self.cri_dist.needs_gt else None)
         if self.cri_feat:
