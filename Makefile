@@ -45,6 +45,11 @@ data: setup
 # same way into <set>_<D>/X4/{HR,LR} for reporting. DN's noise is drawn from seed 0 and each image's name.
 TASKS ?= BD DN
 data-tasks: data
+	@# BD sets built before 2026-12-07 followed RDN's x3 rule at x4 (docs/data.md): refuse to build on them
+	@for f in datasets/*_BD/X4/degradation.json; do \
+	  if [ -f "$$f" ] && ! grep -q rdn_parity "$$f"; then \
+	    echo "$$f: BD data made with the x3 rule at x4, not RDN's x4 BD. Fix: rm -rf datasets/*_BD datasets/BSD400_BD_split, then make data-tasks" >&2; exit 1; \
+	  fi; done
 	for d in $(TASKS); do l=$$(echo $$d | tr A-Z a-z); \
 	  test -d datasets/T91_$$d/X4 || $(BIN)/python -m kd_plugin.cli.prepare lr --degradation $$l --input ../shared/data/T91 --output datasets/T91_$$d --scales 4 || exit 1; \
 	  test -d datasets/BSD400_$$d/X4 || $(BIN)/python -m kd_plugin.cli.prepare lr --degradation $$l --input ../shared/data/BSD400 --output datasets/BSD400_$$d --scales 4 || exit 1; \
