@@ -85,12 +85,9 @@ def test_ablation_runs_every_seed_writes_the_table_and_skips_finished_runs(teach
             name = f'{exp_name}_ablation_{v}_s{seed}'
             assert osp.isfile(osp.join(ROOT, 'experiments', name, 'models', 'net_g_latest.pth'))
     # the equal-time student of each seed ran the iterations that fit in that seed's recipe run's measured
-    # training time, at the student's cost per iteration timed round-robin once and recorded
+    # training time, at the student's cost per iteration measured on the seed's no_kd run (nothing timed before)
     assert rows['recipe']['iterations'] == [4]
-    record = json.load(open(out / 'equal_time.json'))
-    assert record['ratio'] == pytest.approx(record['recipe_iteration_s'] / record['student_iteration_s'])
-    assert record['ratio'] > 1 and record['recipe_sha256'] == equal_time.recipe_digest(
-        runner.with_overrides(yaml.safe_load(open(opt_path)), None, None))
+    assert not osp.exists(out / 'equal_time.json')
     sizing = json.load(open(out / 'equal_time_runs.json'))
     fits = set()
     for seed in (0, 1):  # at the student's cost per iteration measured on the same seed's no_kd run

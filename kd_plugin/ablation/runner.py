@@ -408,7 +408,8 @@ def run_ablation(recipe: dict[str, Any], source: str, variants: list[str], seeds
               'other variants run without one, as the file says', flush=True)
     os.makedirs(osp.join(out, 'options'), exist_ok=True)
     runs = plan(variants, seeds)
-    if 'no_kd_equal_time' in variants:  # timed once, before any training, so parallel invocations share it
+    # without a no_kd run to measure the student on, timed once, before any training (parallel invocations share it)
+    if 'no_kd_equal_time' in variants and 'no_kd' not in variants:
         equal_time_record(recipe, iters, osp.join(out, 'equal_time.json'))
     trained = {}
     for variant, seed in runs:
