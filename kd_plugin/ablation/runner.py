@@ -190,8 +190,7 @@ def keep_equal_time(recipe: dict[str, Any], seed: int, total_iter: int, out: str
     first attempt is kept, moved to ``experiments/<name>_attempt1``; the new size is recorded, so the next
     invocation skips the finished run."""
     name = run_name(recipe, 'no_kd_equal_time', seed)
-    sizing = _read_sizing(out)
-    entry = sizing.get(name) or equal_time_sizing(recipe, seed, total_iter, out)
+    entry = equal_time_sizing(recipe, seed, total_iter, out)
     measured, target = training_seconds(name), entry['target_s']
     if entry.get('attempts') or target < MIN_RESIZED_SECONDS or abs(measured / target - 1) <= EQUAL_TIME_TOLERANCE:
         return
