@@ -20,9 +20,10 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 # Photo set, cached labels of the shipped T91 + BSD400 HDRNet teacher, DeformableHDRNet with KD from them and alone for
-# the same measured time (kd_plugin/cli/demo.py).
+# the same measured time (kd_plugin/cli/demo.py). `make demo TEACHER=FILE`: a published x4 model file (IMDN, RLFN or
+# any architecture spandrel recognises) as the teacher instead (docs/published-teachers.md).
 demo: setup
-	$(BIN)/python -m kd_plugin.cli.demo
+	$(BIN)/python -m kd_plugin.cli.demo $(if $(TEACHER),--teacher $(TEACHER))
 
 # Development data from ../shared/data: T91 pairs for training (and a held-out split of 10 for choosing settings);
 # BSD400 pairs, 20 of them held out (BSD400_split/X{s}/val, which no network trains on), the other 380 merged with

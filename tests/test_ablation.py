@@ -447,3 +447,27 @@ def test_an_equal_time_baseline_off_by_more_than_5_percent_is_trained_once_more_
     seconds[name] = 450.0
     runner.keep_equal_time(recipe, 0, 100, out, out)  # resized once at most
     assert trained == [180, 144]
+
+
+def test_a_longer_schedule_sizes_its_baseline_from_the_no_kd_run_of_the_files_own_schedule(teacher, tiny_pairs,
+                                                                                          tmp_path, monkeypatch):
+    """``--total-iter 400`` without no_kd: the student's cost per iteration comes from the same seed's finished no_kd
+    run of the file's own 100-iteration schedule (a whole run), not from the timing before training."""
+    recipe = kd_options('sched', tiny_pairs, teacher, total_iter=100)
+    longer = runner.with_overrides(recipe, None, 400)
+    out = str(tmp_path / 'out')
+    base_no_kd = variants.run_name(recipe, 'no_kd', 0)
+    runner.write_options(variants.variant_options(recipe, 'no_kd', 0, 100), str(tmp_path / 'experiments' / base_no_kd))
+    monkeypatch.setattr(runner, 'experiment_dir', lambda name: str(tmp_path / 'experiments' / name))
+    seconds = {variants.run_name(longer, 'recipe', 0): 900.0, base_no_kd: 200.0}
+    monkeypatch.setattr(runner, 'finished', lambda opt: opt['name'] in seconds and (
+        opt['name'] != base_no_kd or opt['train']['total_iter'] == 100))
+    monkeypatch.setattr(runner, 'training_seconds', lambda run: seconds[run])
+    monkeypatch.setattr(runner, 'label_seconds', lambda opt: 0.0)
+    monkeypatch.setattr(runner, 'equal_time_record', lambda *a: pytest.fail('timed although a no_kd run has finished'))
+    # 900 s of recipe at 200 s / 100 it = 2 s per iteration: 450 iterations
+    assert runner.options_for(longer, 'no_kd_equal_time', 0, 400, out)['train']['total_iter'] == 450
+    entry = json.load(open(osp.join(out, 'equal_time_runs.json')))[variants.run_name(longer, 'no_kd_equal_time', 0)]
+    assert entry['from'] == f'experiments/{base_no_kd}'
+    assert runner.other_schedule_no_kd(longer, 1, 400, out) is None  # seed 1 has no such run: timed instead
+    assert runner.other_schedule_no_kd(recipe, 0, 100, out) is None  # the file's own schedule: not another one

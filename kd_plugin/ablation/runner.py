@@ -140,14 +140,35 @@ def equal_time_target(recipe: dict[str, Any], seed: int, total_iter: int, out: s
 
 def student_iteration_seconds(recipe: dict[str, Any], seed: int, total_iter: int, out: str) -> tuple[float, str]:
     """The student alone's seconds per iteration and where they come from: the same seed's finished ``no_kd`` run
-    (its measured training time over its iterations: a whole run, measured as the recipe's time is), else the
-    timing of ``<out>/equal_time.json`` (a few blocks of iterations before training, which was 23 % off a run's
-    own time once)."""
-    alone = options_for(recipe, 'no_kd', seed, total_iter, out)
-    if finished(alone):
-        return training_seconds(alone['name']) / alone['train']['total_iter'], f'experiments/{alone["name"]}'
+    (its measured training time over its iterations: a whole run, measured as the recipe's time is); for a
+    ``--total-iter`` ablation without one, the same seed's finished ``no_kd`` run of the file's own schedule
+    (:func:`other_schedule_no_kd`); else the timing of ``<out>/equal_time.json`` (a few blocks of iterations
+    before training, which was 23 % off a run's own time once)."""
+    same_schedule = options_for(recipe, 'no_kd', seed, total_iter, out)
+    for alone in (same_schedule, other_schedule_no_kd(recipe, seed, total_iter, out)):
+        if alone is not None and finished(alone):
+            return training_seconds(alone['name']) / alone['train']['total_iter'], f'experiments/{alone["name"]}'
     record = equal_time_record(recipe, total_iter, osp.join(out, 'equal_time.json'))
     return record['student_iteration_s'], 'equal_time.json'
+
+
+def other_schedule_no_kd(recipe: dict[str, Any], seed: int, total_iter: int, out: str) -> dict[str, Any] | None:
+    """For a recipe renamed ``<name>_<total_iter>it`` by ``--total-iter``: the options of the same seed's finished
+    ``no_kd`` run of ``<name>`` (the options file's own schedule), where one is there and trained exactly these
+    options but for its length; else None. An iteration costs the same in a run of any length, and a whole run
+    measures it as the recipe's time is measured."""
+    suffix = f'_{total_iter}it'
+    if not recipe['name'].endswith(suffix):
+        return None
+    base = dict(recipe, name=recipe['name'][:-len(suffix)])
+    saved = osp.join(experiment_dir(run_name(base, 'no_kd', seed)), f'{run_name(base, "no_kd", seed)}.yml')
+    if not osp.isfile(saved):
+        return None
+    alone = options_for(base, 'no_kd', seed, load_options(saved)['train']['total_iter'], out)
+    try:
+        return alone if finished(alone) else None
+    except RuntimeError:  # a finished run of other options: not this student's timing
+        return None
 
 
 def _sizing_file(out: str) -> str:
@@ -408,7 +429,8 @@ def run_ablation(recipe: dict[str, Any], source: str, variants: list[str], seeds
     os.makedirs(osp.join(out, 'options'), exist_ok=True)
     runs = plan(variants, seeds)
     # without a no_kd run to measure the student on, timed once, before any training (parallel invocations share it)
-    if 'no_kd_equal_time' in variants and 'no_kd' not in variants:
+    if 'no_kd_equal_time' in variants and 'no_kd' not in variants and any(
+            other_schedule_no_kd(recipe, seed, iters, out) is None for seed in seeds):
         equal_time_record(recipe, iters, osp.join(out, 'equal_time.json'))
     trained = {}
     for variant, seed in runs:

@@ -2,6 +2,9 @@
 
 1. builds the paired photo set from scikit-image's bundled photographs (PNG folders and LMDB);
 2. checks the KD file's teacher, the shipped ``checkpoints/HDRNet_T91_BSD400_x4_6k.pth``, against its SHA-256;
+   or, with ``--teacher FILE`` (``make demo TEACHER=FILE``), takes a published x4 model file as the teacher instead
+   (IMDN, RLFN or any architecture spandrel recognises: :mod:`kd_plugin.archs.published`), its labels stored
+   under its own name;
 3. runs the teacher on every whole training image (fp32; the ensemble the KD file's label folder names:
    one pass, ``_none``, as x8 labels would cost 8 passes, as long as the KD training) and stores the labels
    (``prepare teacher-labels``' code; built once, reused by later demos, their build time always counted);
@@ -15,6 +18,7 @@
 Outputs go to ``results/<tag>/``; an earlier ``results/<tag>`` is archived (renamed with a
 timestamp, as BasicSR does with ``experiments/``), never overwritten.
 """
+import copy
 import json
 import os
 import re
@@ -28,8 +32,9 @@ from basicsr.utils import mkdir_and_rename
 from tqdm import tqdm
 
 from kd_plugin.ablation.equal_time import equal_time_record, iterations_in
+from kd_plugin.archs.published import network_for_file
 from kd_plugin.benchmark.quality import bicubic_upscaler, evaluate, load_test_set
-from kd_plugin.checkpoint_io import verify_listed_sha256
+from kd_plugin.checkpoint_io import sha256, verify_listed_sha256
 from kd_plugin.cli.common import Parser, tool
 from kd_plugin.data.bundled_photos import prepare_photos
 from kd_plugin.data.kd_paired_dataset import LABEL_ROOT
@@ -62,6 +67,20 @@ def check_teacher(kd_opt: dict) -> str:
     return verify_listed_sha256(shipped(kd_opt['path']['pretrain_network_t']), shipped(SHA256SUMS))
 
 
+def with_teacher_file(kd_opt: dict, checkpoint: str) -> dict:
+    """``kd_opt`` with the model file ``checkpoint`` as its teacher: ``network_t`` as the file's weights say
+    (:func:`~kd_plugin.archs.published.network_for_file`; ``ValueError`` naming ``--teacher``), its weights read
+    as the authors saved them, and labels of their own, ``labels_<file name>_<ensemble>`` beside the KD file's."""
+    checkpoint = osp.abspath(checkpoint)
+    network = network_for_file(checkpoint, kd_opt['scale'])
+    train = dict(kd_opt['datasets']['train'])
+    stem = osp.splitext(osp.basename(checkpoint))[0]
+    label_dir = osp.dirname(train[LABEL_ROOT])
+    train[LABEL_ROOT] = osp.join(label_dir, f'labels_{stem}_{ensemble_in_name(train[LABEL_ROOT])}{ARRAYS_SUFFIX}')
+    return dict(kd_opt, network_t=network, datasets=dict(kd_opt['datasets'], train=train),
+                path=dict(kd_opt['path'], pretrain_network_t=checkpoint, param_key_t=None))
+
+
 def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
     """Step 3: the KD file's label set (``dataroot_teacher``, an array folder) of ``teacher``, built unless a
     finished one is there; returns its path and the seconds its build took (from its manifest, also when
@@ -85,11 +104,12 @@ def teacher_labels(kd_opt: dict, teacher: str) -> tuple[str, float]:
     return arrays, float(manifest['seconds'])
 
 
-def run_options(source: str, name: str, total_iter: int | None, out_dir: str,
+def run_options(source: str | dict, name: str, total_iter: int | None, out_dir: str,
                 labels: str | None = None) -> tuple[str, dict]:
-    """A copy of the shipped options file ``source`` renamed ``name`` (shortened to ``total_iter``, reading the
-    teacher labels ``labels``, its checkpoints found where kd_plugin ships them), written to ``out_dir``."""
-    opt = load_options(shipped(source))
+    """A copy of the shipped options file ``source`` (or of options already loaded from one) renamed ``name``
+    (shortened to ``total_iter``, reading the teacher labels ``labels``, its checkpoints found where kd_plugin ships
+    them), written to ``out_dir``."""
+    opt = load_options(shipped(source)) if isinstance(source, str) else copy.deepcopy(source)
     opt['name'] = name
     for key, value in opt['path'].items():
         if key.startswith('pretrain_network') and value:
@@ -158,15 +178,16 @@ def prepare_data() -> str:
     return photos
 
 
-def train_students(tag: str, total_iter: int | None, baseline: bool, out: str, labels: str,
+def train_students(kd_opt: dict, tag: str, total_iter: int | None, baseline: bool, out: str, labels: str,
                    label_seconds: float) -> dict[str, dict]:
-    """Step 4: the student with KD from the cached ``labels``, then (unless not ``baseline``) alone for the
-    same time, the ``label_seconds`` of their building included; returns each run's record."""
+    """Step 4: the student with KD (``kd_opt``, the shipped KD file's options) from the cached ``labels``, then
+    (unless not ``baseline``) alone for the same time, the ``label_seconds`` of their building included; returns
+    each run's record."""
     print(f'[4/{STEPS}] training through kd_plugin/cli/train.py (BasicSR pipeline)', flush=True)
     options_dir = osp.join(out, 'options')
     runs = {}
-    opt_path, opt = run_options(KD_OPT, f'{tag}_KD_HDRNet_to_DeformableHDRNet_photos_x4', total_iter, options_dir,
-                                labels)
+    opt_path, opt = run_options(kd_opt, f'{tag}_KD_{kd_opt["network_t"]["type"]}_to_DeformableHDRNet_photos_x4',
+                                total_iter, options_dir, labels)
     iterations = opt['train']['total_iter']
     if baseline:  # measured before training, while nothing else runs
         timing = equal_time_record(opt, iterations, osp.join(out, 'equal_time.json'))
@@ -187,9 +208,9 @@ def train_students(tag: str, total_iter: int | None, baseline: bool, out: str, l
     return runs
 
 
-def score_methods(photos: str, runs: dict[str, dict], teacher: str) -> tuple[dict, dict]:
-    """Step 4a: Y-PSNR/SSIM of bicubic, each student and the teacher on the validation photos; returns
-    (scores, upscalers)."""
+def score_methods(photos: str, runs: dict[str, dict], kd_opt: dict) -> tuple[dict, dict]:
+    """Step 4a: Y-PSNR/SSIM of bicubic, each student and the teacher of ``kd_opt`` on the validation photos;
+    returns (scores, upscalers)."""
     print(f'[5/{STEPS}] scoring on the validation photos (Y-PSNR/SSIM, crop 4)', flush=True)
     images = load_test_set(osp.join(photos, 'val'), 4)
     device = pick_device('auto')
@@ -198,9 +219,9 @@ def score_methods(photos: str, runs: dict[str, dict], teacher: str) -> tuple[dic
     for label, run in runs.items():
         net = load_model(ModelSpec(label, student_arch, run['checkpoint'], 'params'))
         upscalers[label] = network_upscaler(net.to(device), device)
-    teacher_arch = load_options(shipped(KD_OPT))['network_t']
-    upscalers['teacher'] = network_upscaler(load_model(ModelSpec('teacher', teacher_arch, teacher, 'params')).to(
-        device), device)
+    teacher = ModelSpec('teacher', kd_opt['network_t'], kd_opt['path']['pretrain_network_t'],
+                        kd_opt['path'].get('param_key_t'), scale=kd_opt['scale'])
+    upscalers['teacher'] = network_upscaler(load_model(teacher).to(device), device)
     return {label: evaluate(fn, images, 4) for label, fn in upscalers.items()}, upscalers
 
 
@@ -240,20 +261,33 @@ def write_results(out: str, photos: str, scores: dict, runs: dict, upscalers: di
 def main(argv: list[str] | None = None) -> int:
     parser = Parser('python -m kd_plugin.cli.demo', description=__doc__.splitlines()[0])
     parser.add_argument('--total-iter', type=int, help='override total_iter of both runs (default: the files\')')
-    parser.add_argument('--tag', default='demo', help='results/<tag>/ and experiments/<tag>_*')
+    parser.add_argument('--tag', help='results/<tag>/ and experiments/<tag>_* (default: demo, or '
+                                      'demo_<file name> with --teacher)')
+    parser.add_argument('--teacher', metavar='FILE',
+                        help='a published x4 model file as the teacher instead of the shipped HDRNet: IMDN, RLFN or '
+                             'any architecture spandrel recognises (docs/published-teachers.md); its SHA-256 is '
+                             'printed, not checked')
     parser.add_argument('--no-baseline', action='store_true', help='skip the student trained without KD')
     args = parser.parse_args(argv)
     started = time.time()
-    out = osp.join(project_root(), 'results', args.tag)
+    kd_opt = load_options(shipped(KD_OPT))
+    if args.teacher:  # before anything is built or archived: a file that is no teacher is refused first
+        kd_opt = with_teacher_file(kd_opt, args.teacher)
+    tag = args.tag or ('demo_' + osp.splitext(osp.basename(args.teacher))[0] if args.teacher else 'demo')
+    out = osp.join(project_root(), 'results', tag)
     mkdir_and_rename(out)  # an earlier demo's results are archived, not overwritten
     os.makedirs(osp.join(out, 'options'))
     photos = prepare_data()
-    kd_opt = load_options(shipped(KD_OPT))
-    teacher = check_teacher(kd_opt)
-    print(f'[2/{STEPS}] teacher {teacher} (SHA-256 checked)', flush=True)
+    if args.teacher:
+        teacher = kd_opt['path']['pretrain_network_t']
+        print(f'[2/{STEPS}] teacher {teacher}: a x{kd_opt["scale"]} {kd_opt["network_t"]["type"]}, SHA-256 '
+              f'{sha256(teacher)}', flush=True)
+    else:
+        teacher = check_teacher(kd_opt)
+        print(f'[2/{STEPS}] teacher {teacher} (SHA-256 checked)', flush=True)
     labels, label_seconds = teacher_labels(kd_opt, teacher)
-    runs = train_students(args.tag, args.total_iter, not args.no_baseline, out, labels, label_seconds)
-    scores, upscalers = score_methods(photos, runs, teacher)
+    runs = train_students(kd_opt, tag, args.total_iter, not args.no_baseline, out, labels, label_seconds)
+    scores, upscalers = score_methods(photos, runs, dict(kd_opt, path=dict(kd_opt['path'], pretrain_network_t=teacher)))
     write_results(out, photos, scores, runs, upscalers, started)
     return 0
 
