@@ -144,10 +144,11 @@ def student_iteration_seconds(recipe: dict[str, Any], seed: int, total_iter: int
     ``--total-iter`` ablation without one, the same seed's finished ``no_kd`` run of the file's own schedule
     (:func:`other_schedule_no_kd`); else the timing of ``<out>/equal_time.json`` (a few blocks of iterations
     before training, which was 23 % off a run's own time once)."""
-    same_schedule = options_for(recipe, 'no_kd', seed, total_iter, out)
-    for alone in (same_schedule, other_schedule_no_kd(recipe, seed, total_iter, out)):
-        if alone is not None and finished(alone):
-            return training_seconds(alone['name']) / alone['train']['total_iter'], f'experiments/{alone["name"]}'
+    alone = options_for(recipe, 'no_kd', seed, total_iter, out)
+    if not finished(alone):
+        alone = other_schedule_no_kd(recipe, seed, total_iter, out)  # finished, or None
+    if alone is not None:
+        return training_seconds(alone['name']) / alone['train']['total_iter'], f'experiments/{alone["name"]}'
     record = equal_time_record(recipe, total_iter, osp.join(out, 'equal_time.json'))
     return record['student_iteration_s'], 'equal_time.json'
 

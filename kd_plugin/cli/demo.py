@@ -285,9 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         teacher = check_teacher(kd_opt)
         print(f'[2/{STEPS}] teacher {teacher} (SHA-256 checked)', flush=True)
+        kd_opt = dict(kd_opt, path=dict(kd_opt['path'], pretrain_network_t=teacher))  # the checked file, found
     labels, label_seconds = teacher_labels(kd_opt, teacher)
     runs = train_students(kd_opt, tag, args.total_iter, not args.no_baseline, out, labels, label_seconds)
-    scores, upscalers = score_methods(photos, runs, dict(kd_opt, path=dict(kd_opt['path'], pretrain_network_t=teacher)))
+    scores, upscalers = score_methods(photos, runs, kd_opt)
     write_results(out, photos, scores, runs, upscalers, started)
     return 0
 
